@@ -1,0 +1,67 @@
+/* xsched/hint.h: scheduling hints and the in-process scheduler. */
+#ifndef XSCHED_HINT_H_
+#define XSCHED_HINT_H_
+
+#include <stddef.h>
+#include "xsched/types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* XHintPriority() sets xq's priority in [PRIORITY_MIN, PRIORITY_MAX]
+ * (bigger = more important); InvalidValue outside. Thread-safe, any time. */
+XSCHED_API XResult XHintPriority(XQueueHandle xq, int32_t priority);
+/* XHintWeight() sets xq's WRR weight in [WEIGHT_MIN, WEIGHT_MAX]. */
+XSCHED_API XResult XHintWeight(XQueueHandle xq, int32_t weight);
+/* XHintTimeslice() sets the WRR quantum in microseconds ([100, 10000000]); a
+ * queue's turn lasts quantum x weight. */
+XSCHED_API XResult XHintTimeslice(int64_t timeslice_us);
+/* XHintSetScheduler() switches the process's scheduler at run time:
+ * kSchedulerLocal with a policy, or kSchedulerAppManaged (policy ignored). */
+XSCHED_API XResult XHintSetScheduler(XSchedulerType type, XPolicyType policy);
+
+/* XSchedCheckEnv() validates XSCHED_POLICY, XSCHED_TIMESLICE_US,
+ * XSCHED_THRESHOLD and XSCHED_BATCH. On error it writes a one-line message
+ * naming the variable and the allowed values into msg (if msg_len > 0) and
+ * returns InvalidValue. Queues created while the environment is invalid fail
+ * with InvalidValue too: a bad value is never replaced by a default. */
+XSCHED_API XResult XSchedCheckEnv(char *msg, size_t msg_len);
+/* XPolicyFromName() parses "HPF", "WRR" or "NONE" (case-insensitive). */
+XSCHED_API XResult XPolicyFromName(const char *name, XPolicyType *policy);
+/* XPolicyName() returns "HPF", "WRR", "NONE", or "UNKNOWN". */
+XSCHED_API const char *XPolicyName(XPolicyType policy);
+
+/* XQueueInfo is one queue's row of a scheduler snapshot. */
+typedef struct {
+    XQueueHandle handle;
+    char name[64];              /* from XQueueSetName, "" if unset */
+    int32_t priority;
+    int32_t weight;
+    XQueueState state;
+    int32_t suspended;          /* 1 while the scheduler holds it back */
+    int32_t active_scopes;      /* open activity scopes */
+    int64_t threshold;
+    int64_t batch_size;
+    int64_t in_flight;          /* units launched, not known complete */
+    uint64_t units_launched;    /* total units admitted by gate or worker */
+    uint64_t suspended_us;      /* total time spent suspended */
+    uint64_t gate_blocked_us;   /* total time callers spent blocked in gates */
+} XQueueInfo;
+
+/* XSchedSnapshotInfo describes the scheduler as a whole. */
+typedef struct {
+    XSchedulerType scheduler;
+    XPolicyType policy;
+    int64_t timeslice_us;
+    size_t n_queues;            /* queues alive (may exceed the rows written) */
+} XSchedSnapshotInfo;
+
+/* XSchedSnapshot() copies up to `capacity` queue rows into `rows` (may be NULL
+ * when capacity is 0), sets *written, and fills *info. Read-only, thread-safe. */
+XSCHED_API XResult XSchedSnapshot(XSchedSnapshotInfo *info, XQueueInfo *rows, size_t capacity, size_t *written);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* XSCHED_HINT_H_ */
