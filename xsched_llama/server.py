@@ -1,0 +1,171 @@
+"""ServerProcess: run a llama-server binary on a free 127.0.0.1 port, wait until healthy, stop it cleanly.
+
+Stable API (used by the server, bench and test code)::
+
+    with ServerProcess(binary, ["-m", model, "-c", "2048"], log_path=tmp / "server.log") as srv:
+        r = srv.post("/completion", {"prompt": "Hello", "n_predict": 8})
+        print(srv.url, r.json()["content"])
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ServerError
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+def free_port(host: str = DEFAULT_HOST) -> int:
+    """free_port() returns a TCP port on `host` that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """ServerProcess is one llama-server child process with its log file.
+
+    `args` are passed to the binary as they are; `--host` and `--port` are added (do not pass them).
+    Output (stdout and stderr) goes to `log_path` (a temporary file when omitted). The child gets its
+    own process group, so a Ctrl-C in the parent's terminal reaches it only through `stop()`.
+    """
+
+    def __init__(self, binary: str | os.PathLike[str], args: Sequence[str | os.PathLike[str]] = (), *,
+                 host: str = DEFAULT_HOST, port: int | None = None,
+                 log_path: str | os.PathLike[str] | None = None,
+                 env: Mapping[str, str] | None = None, startup_timeout: float = 180.0) -> None:
+        self.binary = Path(binary)
+        self.args = [str(a) for a in args]
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        if log_path is None:
+            fd, name = tempfile.mkstemp(prefix="llama-server-", suffix=".log")
+            os.close(fd)
+            log_path = name
+        self.log_path = Path(log_path)
+        self.env = dict(env) if env is not None else None
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """url is the base URL, e.g. `http://127.0.0.1:41234`."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """pid is the child's process id (None before start)."""
+        return self.proc.pid if self.proc else None
+
+    @property
+    def returncode(self) -> int | None:
+        """returncode is the child's exit status once it has exited, else None."""
+        return self.proc.poll() if self.proc else None
+
+    def command(self) -> list[str]:
+        """command() is the full argv that start() runs."""
+        return [str(self.binary), *self.args, "--host", self.host, "--port", str(self.port)]
+
+    def start(self, wait: bool = True) -> ServerProcess:
+        """start() launches the server and (with `wait`) blocks until GET /health answers 200.
+
+        Raises ServerError (with the log's last lines) when the binary is missing, exits early or
+        is not healthy within `startup_timeout` seconds; the child is stopped in that case.
+        """
+        if not self.binary.is_file():
+            raise ServerError(f"llama-server binary not found: {self.binary}; run `xsched-llama build` first")
+        if self.proc is not None:
+            raise ServerError("ServerProcess.start() called twice")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.env} if self.env is not None else None
+        with open(self.log_path, "ab") as log:
+            log.write(("+ " + " ".join(self.command()) + "\n").encode())
+            log.flush()
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        if wait:
+            self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout: float | None = None) -> None:
+        """wait_healthy() polls /health until it answers 200 (503 means "loading")."""
+        import requests
+        deadline = time.monotonic() + (timeout if timeout is not None else self.startup_timeout)
+        while True:
+            rc = self.returncode
+            if rc is not None:
+                raise ServerError(f"llama-server exited with code {rc} during start-up; "
+                                  f"log {self.log_path}: {self.log_tail(3)}")
+            try:
+                r = requests.get(self.url + "/health", timeout=2)
+                if r.status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServerError(f"llama-server not healthy after {self.startup_timeout:.0f} s; "
+                                  f"log {self.log_path}: {self.log_tail(3)}")
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """stop() sends SIGINT, waits `timeout` s, then SIGTERM, then SIGKILL; returns the exit status."""
+        p = self.proc
+        if p is None:
+            return None
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            if p.poll() is not None:
+                break
+            try:
+                p.send_signal(sig)
+            except ProcessLookupError:
+                break
+            try:
+                p.wait(timeout=timeout if sig != signal.SIGKILL else None)
+            except subprocess.TimeoutExpired:
+                continue
+        return p.wait()
+
+    def wait(self) -> int:
+        """wait() blocks until the child exits and returns its status."""
+        if self.proc is None:
+            raise ServerError("ServerProcess.wait() before start()")
+        return self.proc.wait()
+
+    def log_text(self) -> str:
+        """log_text() returns the whole log so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, n: int = 20) -> str:
+        """log_tail() returns the last `n` log lines joined by ' | ' (for one-line errors)."""
+        return " | ".join(self.log_text().strip().splitlines()[-n:])
+
+    def get(self, path: str, timeout: float = 60.0, **kw: Any) -> Any:
+        """get() does GET url+path and returns the requests.Response."""
+        import requests
+        return requests.get(self.url + path, timeout=timeout, **kw)
+
+    def post(self, path: str, payload: Any = None, timeout: float = 300.0, **kw: Any) -> Any:
+        """post() does POST url+path with a JSON body and returns the requests.Response."""
+        import requests
+        return requests.post(self.url + path, json=payload, timeout=timeout, **kw)
+
+    def __enter__(self) -> ServerProcess:
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
