@@ -1,0 +1,76 @@
+"""Shared fixtures: the real fetch/build/pull code paths, cached in the user cache so reruns are instant.
+
+The cache is $XSCHED_LLAMA_CACHE or the XDG default (~/.cache/xsched-llama): a CI job that persists it
+skips both llama.cpp builds (~10 min each on 2 cores) on the next run.
+
+Fixtures (session-scoped unless noted):
+  toolkit_cache       Path of the cache directory.
+  llama_source        Path of the pristine pruned llama.cpp tree (xsched_llama.fetch.fetch, source auto).
+  default_model       Path of the default GGUF (smollm2-135m, via xsched_llama.models.pull).
+  patched_cpu_server  Path of the patched CPU llama-server (xsched_llama.build.build; slow on a cold cache).
+  vanilla_cpu_server  Path of the unpatched CPU llama-server (same, --vanilla).
+  start_server        (function) factory: start_server(binary, args) -> a started ServerProcess, stopped
+                      at teardown, log in tmp_path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from xsched_llama import build, fetch, models, paths
+from xsched_llama.server import ServerProcess
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in ("slow: needs a llama.cpp build (minutes on a cold cache)",
+                 "gpu: needs an NVIDIA GPU (never in CI)",
+                 "network: needs the internet beyond PyPI (never in CI)"):
+        config.addinivalue_line("markers", line)
+
+
+@pytest.fixture(scope="session")
+def toolkit_cache() -> Path:
+    return paths.cache_dir()
+
+
+@pytest.fixture(scope="session")
+def llama_source(toolkit_cache: Path) -> Path:
+    return fetch.fetch(cache=toolkit_cache).tree
+
+
+@pytest.fixture(scope="session")
+def default_model(toolkit_cache: Path) -> Path:
+    return models.resolve(None, cache=toolkit_cache)
+
+
+def _server(cache: Path, vanilla: bool) -> Path:
+    summary = build.build(build.BuildOptions(vanilla=vanilla), cache=cache)
+    return Path(summary["binaries"]["llama-server"])
+
+
+@pytest.fixture(scope="session")
+def patched_cpu_server(toolkit_cache: Path, llama_source: Path) -> Path:
+    return _server(toolkit_cache, vanilla=False)
+
+
+@pytest.fixture(scope="session")
+def vanilla_cpu_server(toolkit_cache: Path, llama_source: Path) -> Path:
+    return _server(toolkit_cache, vanilla=True)
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(binary: Path, args: Sequence[str | Path], **kw: object) -> ServerProcess:
+        log = tmp_path / f"server-{len(started)}.log"
+        srv = ServerProcess(binary, args, log_path=log, **kw)  # type: ignore[arg-type]
+        started.append(srv)
+        return srv.start()
+
+    yield start
+    for srv in started:
+        srv.stop()

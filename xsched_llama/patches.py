@@ -1,0 +1,189 @@
+"""The patch series: find it, hash it, apply it (overlay first, then `series` in order) idempotently.
+
+The pristine cached tree is never modified: `prepare_source` copies it into a temporary directory,
+patches that, and renames the result into place, so a build source is never left half-patched.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PatchError, UsageError
+from .proc import CommandError, run
+
+PATCHES_ENV = "XSCHED_LLAMA_PATCHES"
+STAMP = ".xsched-source.json"
+
+
+@dataclass(frozen=True)
+class PatchSet:
+    """PatchSet is a patches/ directory: `series` (patch names in order) and `overlay/` (our own files)."""
+
+    root: Path | None
+    """The patches directory (None: no patches at all)."""
+    series: tuple[str, ...]
+    """Patch file names in the order they apply."""
+    overlay: tuple[str, ...]
+    """Overlay files, relative to overlay/ (POSIX paths)."""
+
+    def digest(self) -> str:
+        """digest() is the SHA-256 over the series order, every patch and every overlay file."""
+        h = hashlib.sha256(b"xsched-llama patch set v1\n")
+        if self.root is None:
+            return h.hexdigest()
+        for name in self.series:
+            h.update(b"P" + name.encode() + b"\0" + hashlib.sha256((self.root / name).read_bytes()).digest())
+        for rel in self.overlay:
+            h.update(b"O" + rel.encode() + b"\0" +
+                     hashlib.sha256((self.root / "overlay" / rel).read_bytes()).digest())
+        return h.hexdigest()
+
+
+EMPTY = PatchSet(None, (), ())
+
+
+def default_dir() -> Path | None:
+    """default_dir() finds patches/: $XSCHED_LLAMA_PATCHES, the source checkout, then the installed copy."""
+    env = os.environ.get(PATCHES_ENV)
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "patches", here / "_patches"):
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def load(root: Path | None = None) -> PatchSet:
+    """load() reads `root` (default: default_dir()); a missing directory or `series` means no patches."""
+    root = root if root is not None else default_dir()
+    if root is None:
+        return EMPTY
+    if not root.is_dir():
+        raise UsageError(f"patch directory {root} does not exist")
+    names: list[str] = []
+    series = root / "series"
+    if series.is_file():
+        for line in series.read_text().splitlines():
+            name = line.split("#", 1)[0].strip()
+            if not name:
+                continue
+            if not (root / name).is_file():
+                raise PatchError(f"{series} lists {name}, which is not in {root}")
+            names.append(name)
+    ov = root / "overlay"
+    overlay = sorted(p.relative_to(ov).as_posix() for p in ov.rglob("*") if p.is_file()) if ov.is_dir() else []
+    return PatchSet(root, tuple(names), tuple(overlay))
+
+
+def _git_apply(tree: Path, patch: Path, *extra: str) -> None:
+    env = {"GIT_CEILING_DIRECTORIES": str(tree.parent), "GIT_DIR": str(tree / ".no-git")}
+    run(["git", "apply", "--whitespace=nowarn", *extra, patch.resolve()], cwd=tree, env=env, quiet=True)
+
+
+def _failed_file(text: str) -> str:
+    m = re.search(r"error: (?:patch failed: )?([^:\s]+)(?::\d+)?(?:: (?:No such file|does not exist|already))?", text)
+    return m.group(1) if m else "?"
+
+
+def apply(ps: PatchSet, tree: Path, commit: str) -> list[tuple[str, str]]:
+    """apply() applies `ps` to `tree` in place; returns (name, "applied"|"already applied") per item.
+
+    Raises PatchError naming the patch, the file and the commit, with numbered recovery steps.
+    Use prepare_source() for the all-or-nothing version; apply() leaves a partial result on error.
+    """
+    done: list[tuple[str, str]] = []
+    if ps.root is None:
+        return done
+    for rel in ps.overlay:
+        src, dst = ps.root / "overlay" / rel, tree / rel
+        if dst.exists():
+            if filecmp.cmp(src, dst, shallow=False):
+                done.append((f"overlay/{rel}", "already applied"))
+                continue
+            raise PatchError(f"overlay file overlay/{rel} would replace the upstream file {rel} of llama.cpp "
+                             f"{commit[:12]}; overlay files must be new files (change it with a patch instead)")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+        done.append((f"overlay/{rel}", "applied"))
+    for name in ps.series:
+        patch = ps.root / name
+        try:
+            _git_apply(tree, patch, "--reverse", "--check")
+            done.append((name, "already applied"))
+            continue
+        except CommandError:
+            pass
+        try:
+            _git_apply(tree, patch, "--check")
+            _git_apply(tree, patch)
+        except CommandError as e:
+            raise PatchError(
+                f"patch {name} does not apply to llama.cpp {commit} (file {_failed_file(e.tail)}): "
+                f"{e.tail.strip().splitlines()[-1] if e.tail.strip() else 'git apply failed'}. Recovery: "
+                f"1) clone the pinned tree (git clone <llama.cpp> && git checkout {commit[:12]}); "
+                f"2) git am the series up to the patch before {name}; "
+                f"3) git am {name}, fix the conflict, git am --continue; "
+                f"4) regenerate with git format-patch and replace {patch}") from None
+        done.append((name, "applied"))
+    return done
+
+
+def prepare_source(pristine: Path, dest: Path, ps: PatchSet, commit: str) -> tuple[bool, list[tuple[str, str]]]:
+    """prepare_source() makes `dest` = `pristine` + `ps`, atomically; returns (changed, per-patch status).
+
+    Reuses `dest` when its stamp records the same commit and patch-set digest. Files whose content did
+    not change since the previous `dest` keep their old mtime, changed ones get a new mtime, so an
+    incremental CMake/Ninja build in the same build directory recompiles exactly what changed.
+    """
+    stamp = {"commit": commit, "patches": ps.digest(), "series": list(ps.series)}
+    old_stamp = dest / STAMP
+    if old_stamp.is_file() and json.loads(old_stamp.read_text()) == stamp:
+        return False, [(n, "cached") for n in ps.series]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".src-", dir=dest.parent))
+    try:
+        new = work / "src"
+        shutil.copytree(pristine, new, symlinks=True)
+        status = apply(ps, new, commit)
+        if dest.is_dir():
+            _carry_mtimes(dest, new)
+        (new / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+        if dest.exists():
+            os.replace(dest, work / "old")
+        os.replace(new, dest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return True, status
+
+
+def _carry_mtimes(old: Path, new: Path) -> None:
+    now = time.time()
+    for p in new.rglob("*"):
+        if not p.is_file() or p.is_symlink():
+            continue
+        rel = p.relative_to(new)
+        o = old / rel
+        if o.is_file() and filecmp.cmp(o, p, shallow=False):
+            st = o.stat()
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+        else:
+            os.utime(p, (now, now))
+
+
+def describe(ps: PatchSet) -> str:
+    """describe() is a one-line summary for the console."""
+    if ps.root is None:
+        return "no patch directory"
+    return f"{len(ps.series)} patches, {len(ps.overlay)} overlay files from {ps.root}"
+
+
