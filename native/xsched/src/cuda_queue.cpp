@@ -1,0 +1,145 @@
+// cuda_queue.cpp: the CUDA platform (built when CUDAToolkit with cudart is found).
+#include "cuda_queue.h"
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <thread>
+
+#include "registry.h"
+#include "xsched/cuda.h"
+
+namespace xsched {
+namespace {
+
+// CudaMarker is one recorded event; it goes back to its pool when released.
+class CudaMarker final : public Marker {
+public:
+    CudaMarker(cudaEvent_t ev, std::shared_ptr<CudaEventPool> pool) : ev(ev), pool_(std::move(pool)) {}
+    ~CudaMarker() override { pool_->Give(ev); }
+    // ev is the recorded event.
+    const cudaEvent_t ev;
+
+private:
+    std::shared_ptr<CudaEventPool> pool_;
+};
+
+// StreamMap() maps registered streams to their HwQueue handles.
+std::map<void *, HwQueueHandle> &StreamMap() {
+    static auto *m = new std::map<void *, HwQueueHandle>;
+    return *m;
+}
+
+}  // namespace
+
+CudaEventPool::~CudaEventPool() {
+    Lock l(mu_);
+    for (cudaEvent_t ev : free_) cudaEventDestroy(ev);
+}
+
+cudaError_t CudaEventPool::Take(cudaEvent_t *ev) {
+    {
+        Lock l(mu_);
+        if (!free_.empty()) {
+            *ev = free_.back();
+            free_.pop_back();
+            return cudaSuccess;
+        }
+    }
+    return cudaEventCreateWithFlags(ev, flags_);
+}
+
+void CudaEventPool::Give(cudaEvent_t ev) {
+    Lock l(mu_);
+    free_.push_back(ev);
+}
+
+CudaQueue::CudaQueue(cudaStream_t stream, int device, CudaSyncMode mode)
+    : stream_(stream),
+      device_(device),
+      mode_(mode),
+      pool_(std::make_shared<CudaEventPool>(cudaEventDisableTiming |
+                                            (mode == CudaSyncMode::kBlock ? cudaEventBlockingSync : 0u))) {}
+
+XResult CudaQueue::RecordMarker(std::shared_ptr<Marker> *out) {
+    cudaEvent_t ev;
+    if (pool_->Take(&ev) != cudaSuccess) return kXSchedErrorHardware;
+    if (cudaEventRecord(ev, stream_) != cudaSuccess) {
+        pool_->Give(ev);
+        return kXSchedErrorHardware;
+    }
+    *out = std::make_shared<CudaMarker>(ev, pool_);
+    return kXSchedSuccess;
+}
+
+XResult CudaQueue::WaitMarker(Marker &m, const std::atomic<bool> &cancel) {
+    cudaEvent_t ev = static_cast<CudaMarker &>(m).ev;
+    if (mode_ == CudaSyncMode::kBlock) {
+        // The driver blocks the thread (no spinning); not cancellable, bounded by in-flight work.
+        if (cancel.load()) return kXSchedErrorAborted;
+        return cudaEventSynchronize(ev) == cudaSuccess ? kXSchedSuccess : kXSchedErrorHardware;
+    }
+    // Poll: yield for the first 20 us (short waits stay fast), then sleep 20 us,
+    // then 100 us once the wait has lasted 1 ms. A core is never spun for long.
+    using namespace std::chrono;
+    const auto t0 = steady_clock::now();
+    for (;;) {
+        cudaError_t e = cudaEventQuery(ev);
+        if (e == cudaSuccess) return kXSchedSuccess;
+        if (e != cudaErrorNotReady) return kXSchedErrorHardware;
+        if (cancel.load()) return kXSchedErrorAborted;
+        auto waited = steady_clock::now() - t0;
+        if (waited < microseconds(20)) {
+            std::this_thread::yield();
+        } else if (waited < milliseconds(1)) {
+            std::this_thread::sleep_for(microseconds(20));
+        } else {
+            std::this_thread::sleep_for(microseconds(100));
+        }
+    }
+}
+
+XResult CudaQueue::Synchronize() {
+    return cudaStreamSynchronize(stream_) == cudaSuccess ? kXSchedSuccess : kXSchedErrorHardware;
+}
+
+void CudaQueue::OnWorkerStart() { cudaSetDevice(device_); }
+
+}  // namespace xsched
+
+using namespace xsched;
+
+extern "C" XResult CudaQueueCreate(HwQueueHandle *hwq, void *stream) {
+    if (hwq == nullptr) return kXSchedErrorInvalidValue;
+    if (stream == nullptr) return kXSchedErrorNotSupported;  // the legacy NULL stream cannot be gated
+    Config cfg;
+    std::string err;
+    if (!LoadConfig(&cfg, &err)) return kXSchedErrorInvalidValue;
+    Lock l(BindMutex());
+    auto it = StreamMap().find(stream);
+    if (it != StreamMap().end()) {
+        if (HwQueues().Find(it->second)) {
+            *hwq = it->second;
+            return kXSchedSuccess;
+        }
+        StreamMap().erase(it);  // destroyed since: register again
+    }
+    int device = 0;
+    if (cudaGetDevice(&device) != cudaSuccess) return kXSchedErrorHardware;
+    auto q = std::make_shared<CudaQueue>(static_cast<cudaStream_t>(stream), device, cfg.cuda_sync);
+    HwQueueHandle h = HwQueues().Insert(q);
+    StreamMap()[stream] = h;
+    *hwq = h;
+    return kXSchedSuccess;
+}
+
+extern "C" XResult CudaQueueGet(HwQueueHandle *hwq, void *stream) {
+    if (hwq == nullptr || stream == nullptr) return kXSchedErrorInvalidValue;
+    Lock l(BindMutex());
+    auto it = StreamMap().find(stream);
+    if (it == StreamMap().end() || !HwQueues().Find(it->second)) return kXSchedErrorNotFound;
+    *hwq = it->second;
+    return kXSchedSuccess;
+}
+
+extern "C" int XSchedCudaAvailable(void) { return 1; }

@@ -1,0 +1,55 @@
+// hw_queue.h: the platform queue interface (one file per platform implements it).
+#ifndef XSCHED_SRC_HW_QUEUE_H_
+#define XSCHED_SRC_HW_QUEUE_H_
+
+#include <atomic>
+#include <memory>
+
+#include "xsched/types.h"
+
+namespace xsched {
+
+// Marker is a completion point recorded on a HwQueue; it covers every unit
+// launched on the queue before it was recorded.
+class Marker {
+public:
+    // ~Marker() releases the platform object (e.g. returns a CUDA event to its pool).
+    virtual ~Marker() = default;
+};
+
+// HwQueue is a platform's native in-order queue (a host executor, a CUDA stream).
+// All methods are thread-safe unless noted.
+class HwQueue {
+public:
+    // ~HwQueue() waits for launched work and frees the platform queue.
+    virtual ~HwQueue() = default;
+    // Platform() returns the platform name ("host", "cuda").
+    virtual const char *Platform() const = 0;
+    // LaunchHost() appends fn(handle, data) to a host queue; NotSupported elsewhere.
+    virtual XResult LaunchHost(LaunchCallback fn, void *data) {
+        (void)fn;
+        (void)data;
+        return kXSchedErrorNotSupported;
+    }
+    // RecordMarker() records a completion marker behind everything launched so
+    // far. Called on the launching thread, in program order.
+    virtual XResult RecordMarker(std::shared_ptr<Marker> *out) = 0;
+    // WaitMarker() blocks until m is complete (Success) or until *cancel becomes
+    // true and WakeWaiters() was called (Aborted). It never spins a core.
+    virtual XResult WaitMarker(Marker &m, const std::atomic<bool> &cancel) = 0;
+    // Synchronize() blocks until everything launched so far has completed.
+    virtual XResult Synchronize() = 0;
+    // WakeWaiters() makes blocked WaitMarker() calls re-check their cancel flag.
+    virtual void WakeWaiters() {}
+    // OnWorkerStart() prepares a launch-worker thread (CUDA: sets the device).
+    virtual void OnWorkerStart() {}
+
+    // handle is the registry handle; set once when registered.
+    HwQueueHandle handle = 0;
+    // bound_xqueue is the XQueue created on this queue (0 if none); guarded by BindMutex().
+    XQueueHandle bound_xqueue = 0;
+};
+
+}  // namespace xsched
+
+#endif  // XSCHED_SRC_HW_QUEUE_H_

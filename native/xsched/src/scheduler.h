@@ -1,0 +1,83 @@
+// scheduler.h: the in-process (local) scheduler.
+#ifndef XSCHED_SRC_SCHEDULER_H_
+#define XSCHED_SRC_SCHEDULER_H_
+
+#include <condition_variable>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "mutex.h"
+#include "policy.h"
+#include "xqueue.h"
+#include "xsched/hint.h"
+
+namespace xsched {
+
+// Scheduler applies a Policy to the process's XQueues. Edges (Ready/Idle) and
+// hints run the policy synchronously on the calling thread, so a decision is
+// in force before the gate that raised the edge admits anything; a scheduler
+// thread runs it again when a policy asks for a timer (WRR turns). The thread
+// exists only while queues exist.
+class Scheduler {
+public:
+    // Config is the scheduler's start configuration.
+    struct Config {
+        // type is Local (policy thread) or AppManaged (no suspensions).
+        XSchedulerType type = kSchedulerLocal;
+        // policy is the Local scheduler's policy.
+        XPolicyType policy = kPolicyHighestPriorityFirst;
+        // timeslice_us is the WRR quantum.
+        int64_t timeslice_us = 5000;
+    };
+
+    // Get() returns the process's scheduler, created from `cfg` on first use.
+    static Scheduler &Get(const Config &cfg);
+    // Existing() returns the scheduler if it was created, else null.
+    static Scheduler *Existing();
+
+    // Scheduler() makes a scheduler with cfg (no thread until a queue is added).
+    explicit Scheduler(const Config &cfg);
+    // ~Scheduler() stops the thread.
+    ~Scheduler();
+    Scheduler(const Scheduler &) = delete;
+    Scheduler &operator=(const Scheduler &) = delete;
+    Scheduler(Scheduler &&) = delete;
+    Scheduler &operator=(Scheduler &&) = delete;
+
+    // Add() starts scheduling q (and the thread, for the first queue).
+    void Add(std::shared_ptr<XQueue> q) XSCHED_EXCLUDES(mu_);
+    // Remove() stops scheduling q, resumes it, and reschedules the rest; the
+    // thread stops with the last queue.
+    void Remove(const std::shared_ptr<XQueue> &q) XSCHED_EXCLUDES(mu_);
+    // Reschedule() runs the policy now and applies its decision.
+    void Reschedule() XSCHED_EXCLUDES(mu_);
+    // SetScheduler() switches type/policy at run time; InvalidValue if unknown.
+    XResult SetScheduler(XSchedulerType type, XPolicyType policy) XSCHED_EXCLUDES(mu_);
+    // SetTimeslice() changes the WRR quantum.
+    void SetTimeslice(int64_t us) XSCHED_EXCLUDES(mu_);
+    // Snapshot() fills the snapshot API's structures.
+    void Snapshot(XSchedSnapshotInfo *info, XQueueInfo *rows, size_t capacity, size_t *written) XSCHED_EXCLUDES(mu_);
+
+private:
+    // RescheduleLocked() is Reschedule() with mu_ held.
+    void RescheduleLocked() XSCHED_REQUIRES(mu_);
+    // Run() is the timer thread.
+    void Run();
+
+    Mutex life_mu_;  // serialises thread start/stop (taken before mu_)
+    Mutex mu_;
+    std::condition_variable cv_;  // wakes the timer thread
+    XSchedulerType type_ XSCHED_GUARDED_BY(mu_);
+    XPolicyType policy_type_ XSCHED_GUARDED_BY(mu_);
+    int64_t timeslice_us_ XSCHED_GUARDED_BY(mu_);
+    std::unique_ptr<Policy> policy_ XSCHED_GUARDED_BY(mu_);
+    std::vector<std::shared_ptr<XQueue>> queues_ XSCHED_GUARDED_BY(mu_);
+    Clock::time_point wake_at_ XSCHED_GUARDED_BY(mu_) = Clock::time_point::max();
+    bool stop_ XSCHED_GUARDED_BY(mu_) = false;
+    std::thread thread_;  // guarded by life_mu_
+};
+
+}  // namespace xsched
+
+#endif  // XSCHED_SRC_SCHEDULER_H_

@@ -1,0 +1,324 @@
+// xqueue.cpp: gate (progressive launching), Ready/Idle edges, launch worker.
+#include "xqueue.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "scheduler.h"
+
+namespace xsched {
+namespace {
+
+// MicrosSince() returns the whole microseconds from t to now.
+uint64_t MicrosSince(Clock::time_point t) {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count());
+}
+
+}  // namespace
+
+XQueue::XQueue(std::shared_ptr<HwQueue> hwq, Scheduler *sched, int64_t flags, int64_t threshold, int64_t batch_size)
+    : hwq_(std::move(hwq)), sched_(sched), flags_(flags), threshold_(threshold), batch_(batch_size) {}
+
+XQueue::~XQueue() {
+    if (worker_.joinable()) worker_.detach();  // only if Shutdown() ran on the worker itself
+}
+
+bool XQueue::RaiseReady() {
+    if (state_ != kQueueStateIdle) return false;
+    state_ = kQueueStateReady;
+    return true;
+}
+
+XResult XQueue::Gate() {
+    bool edge;
+    {
+        Lock l(mu_);
+        if (destroyed_) return kXSchedErrorNotFound;
+        if (aborted_) return kXSchedErrorAborted;
+        edge = RaiseReady();
+    }
+    // The policy runs here, on the gating thread, so that lower queues are
+    // suspended before this gate admits its first unit.
+    if (edge) sched_->Reschedule();
+    Lock l(mu_);
+    return GateLocked(l, false);
+}
+
+XResult XQueue::GateLocked(Lock &l, bool force) {
+    bool blocked = false;
+    Clock::time_point t0{};
+    XResult r = kXSchedSuccess;
+    for (;;) {
+        if (!force) {
+            if (destroyed_) {
+                r = kXSchedErrorNotFound;
+                break;
+            }
+            if (aborted_) {
+                r = kXSchedErrorAborted;
+                break;
+            }
+            if (Blocked()) {
+                if (!blocked) t0 = Clock::now();
+                blocked = true;
+                l.Wait(cv_);
+                continue;
+            }
+        }
+        // Progressive launching: a marker every batch_ units, before the unit.
+        if (launched_ > completed_ && launched_ - last_marker_ >= static_cast<uint64_t>(batch_)) {
+            std::shared_ptr<Marker> m;
+            r = hwq_->RecordMarker(&m);
+            if (r != kXSchedSuccess) break;
+            markers_.push_back(PendingMarker{launched_, std::move(m)});
+            last_marker_ = launched_;
+        }
+        if (launched_ - completed_ >= static_cast<uint64_t>(threshold_)) {
+            if (markers_.empty()) {  // e.g. threshold lowered: cover everything launched
+                std::shared_ptr<Marker> m;
+                r = hwq_->RecordMarker(&m);
+                if (r != kXSchedSuccess) break;
+                markers_.push_back(PendingMarker{launched_, std::move(m)});
+                last_marker_ = launched_;
+            }
+            PendingMarker pm = markers_.front();
+            if (!blocked) t0 = Clock::now();
+            blocked = true;
+            l.Unlock();
+            XResult w = hwq_->WaitMarker(*pm.marker, wake_);
+            l.Relock();
+            if (w == kXSchedSuccess) {
+                completed_ = std::max(completed_, pm.pos);
+                while (!markers_.empty() && markers_.front().pos <= completed_) markers_.pop_front();
+                continue;
+            }
+            if (w == kXSchedErrorAborted && !force) continue;  // the loop reports abort/destroy
+            if (w != kXSchedErrorAborted) {
+                r = w;
+                break;
+            }
+            // force and cancelled: admit without waiting (destroy drains).
+        }
+        ++launched_;
+        break;
+    }
+    if (blocked) gate_blocked_us_ += MicrosSince(t0);
+    return r;
+}
+
+XResult XQueue::Synchronized() {
+    bool edge = false;
+    {
+        Lock l(mu_);
+        if (destroyed_) return kXSchedErrorNotFound;
+        completed_ = launched_;
+        markers_.clear();
+        if (scopes_ == 0 && state_ == kQueueStateReady) {
+            state_ = kQueueStateIdle;
+            edge = true;
+        }
+    }
+    if (edge) sched_->Reschedule();
+    return kXSchedSuccess;
+}
+
+XResult XQueue::BeginActive() {
+    bool edge;
+    {
+        Lock l(mu_);
+        if (destroyed_) return kXSchedErrorNotFound;
+        ++scopes_;
+        edge = RaiseReady();
+    }
+    if (edge) sched_->Reschedule();
+    return kXSchedSuccess;
+}
+
+XResult XQueue::EndActive() {
+    bool edge = false;
+    {
+        Lock l(mu_);
+        if (destroyed_) return kXSchedErrorNotFound;
+        if (scopes_ == 0) return kXSchedErrorNotAllowed;
+        --scopes_;
+        if (scopes_ == 0 && state_ == kQueueStateReady && launched_ == completed_) {
+            state_ = kQueueStateIdle;
+            edge = true;
+        }
+    }
+    if (edge) sched_->Reschedule();
+    return kXSchedSuccess;
+}
+
+void XQueue::SetAbort(bool abort) {
+    {
+        Lock l(mu_);
+        aborted_ = abort;
+        wake_.store(aborted_ || destroyed_);
+        cv_.notify_all();
+    }
+    hwq_->WakeWaiters();
+}
+
+XResult XQueue::SetLaunchConfig(int64_t threshold, int64_t batch_size) {
+    Lock l(mu_);
+    int64_t t = threshold > 0 ? threshold : threshold_;
+    int64_t b = batch_size > 0 ? batch_size : batch_;
+    if (t > 65536 || b > t) return kXSchedErrorInvalidValue;
+    threshold_ = t;
+    batch_ = b;
+    return kXSchedSuccess;
+}
+
+void XQueue::UpdateSuspendClock(bool was_blocked) {
+    bool now_blocked = Blocked();
+    if (!was_blocked && now_blocked) suspended_since_ = Clock::now();
+    if (was_blocked && !now_blocked) {
+        suspended_us_ += MicrosSince(suspended_since_);
+        cv_.notify_all();
+    }
+}
+
+void XQueue::SetUserSuspended(bool s) {
+    Lock l(mu_);
+    bool was = Blocked();
+    user_suspended_ = s;
+    UpdateSuspendClock(was);
+}
+
+bool XQueue::SetSchedSuspended(bool s) {
+    Lock l(mu_);
+    if (sched_suspended_ == s) return false;
+    bool was = Blocked();
+    sched_suspended_ = s;
+    UpdateSuspendClock(was);
+    return true;
+}
+
+void XQueue::SetPriority(int32_t p) {
+    Lock l(mu_);
+    priority_ = p;
+}
+
+void XQueue::SetWeight(int32_t w) {
+    Lock l(mu_);
+    weight_ = w;
+}
+
+void XQueue::SetName(const char *name) {
+    Lock l(mu_);
+    name_.assign(name, strnlen(name, 63));
+}
+
+XQueueState XQueue::State() {
+    Lock l(mu_);
+    return state_;
+}
+
+uint64_t XQueue::UnitsLaunched() {
+    Lock l(mu_);
+    return launched_;
+}
+
+XQueue::View XQueue::GetView() {
+    Lock l(mu_);
+    return View{handle, priority_, weight_, state_ == kQueueStateReady || scopes_ > 0, sched_suspended_};
+}
+
+void XQueue::FillInfo(XQueueInfo *row) {
+    Lock l(mu_);
+    std::memset(row, 0, sizeof(*row));
+    row->handle = handle;
+    std::memcpy(row->name, name_.c_str(), std::min<size_t>(name_.size(), sizeof(row->name) - 1));
+    row->priority = priority_;
+    row->weight = weight_;
+    row->state = state_;
+    row->suspended = Blocked() ? 1 : 0;
+    row->active_scopes = scopes_;
+    row->threshold = threshold_;
+    row->batch_size = batch_;
+    row->in_flight = static_cast<int64_t>(launched_ - completed_);
+    row->units_launched = launched_;
+    row->suspended_us = suspended_us_ + (Blocked() ? MicrosSince(suspended_since_) : 0);
+    row->gate_blocked_us = gate_blocked_us_;
+}
+
+XResult XQueue::Submit(const Command &cmd) {
+    Lock l(mu_);
+    if (destroyed_) return kXSchedErrorNotFound;
+    if (flags_ & kQueueCreateFlagBlockingSubmit) return kXSchedErrorNotAllowed;
+    pending_.push_back(cmd);
+    ++submitted_;
+    if (!worker_.joinable()) worker_ = std::thread([this] { WorkerLoop(); });
+    worker_cv_.notify_one();
+    return kXSchedSuccess;
+}
+
+XResult XQueue::WaitAll() {
+    Lock l(mu_);
+    const uint64_t target = submitted_;
+    ++waitall_waiters_;
+    worker_cv_.notify_one();
+    while (finished_ < target) l.Wait(done_cv_);
+    --waitall_waiters_;
+    return kXSchedSuccess;
+}
+
+void XQueue::WorkerLoop() {
+    hwq_->OnWorkerStart();
+    Lock l(mu_);
+    uint64_t launched_cmds = finished_;
+    for (;;) {
+        bool drain = launched_cmds > finished_ && (pending_.empty() || waitall_waiters_ > 0);
+        if (drain) {
+            // Everything handed over is launched (or a WaitAll is waiting): sync.
+            l.Unlock();
+            hwq_->Synchronize();
+            Synchronized();
+            l.Relock();
+            finished_ = launched_cmds;
+            done_cv_.notify_all();
+            continue;
+        }
+        if (pending_.empty()) {
+            if (worker_stop_) return;
+            l.Wait(worker_cv_);
+            continue;
+        }
+        Command c = pending_.front();
+        pending_.pop_front();
+        if (!worker_stop_ && RaiseReady()) {
+            l.Unlock();
+            sched_->Reschedule();
+            l.Relock();
+        }
+        // Aborted or destroyed gates do not block; the command is launched anyway.
+        (void)GateLocked(l, worker_stop_);
+        l.Unlock();
+        c.fn(hwq_->handle, c.data);
+        l.Relock();
+        ++launched_cmds;
+    }
+}
+
+void XQueue::Shutdown() {
+    {
+        Lock l(mu_);
+        destroyed_ = true;
+        wake_.store(true);
+        worker_stop_ = true;
+        cv_.notify_all();
+        worker_cv_.notify_all();
+    }
+    hwq_->WakeWaiters();
+    if (worker_.joinable()) {
+        if (worker_.get_id() == std::this_thread::get_id()) {
+            worker_.detach();
+        } else {
+            worker_.join();
+        }
+    }
+    hwq_->Synchronize();
+}
+
+}  // namespace xsched

@@ -1,0 +1,149 @@
+// xqueue.h: a preemptible queue over one HwQueue (gate + optional launch worker).
+#ifndef XSCHED_SRC_XQUEUE_H_
+#define XSCHED_SRC_XQUEUE_H_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "command.h"
+#include "hw_queue.h"
+#include "mutex.h"
+#include "xsched/hint.h"
+
+namespace xsched {
+
+class Scheduler;
+
+// Clock is the monotonic clock used for every duration in the core.
+using Clock = std::chrono::steady_clock;
+
+// XQueue admits units of work onto its HwQueue: at most `threshold` in flight,
+// none while suspended (Level-1 preemption). It raises Ready/Idle edges to the
+// scheduler. Lock order: Scheduler::mu_ before XQueue::mu_; an XQueue never
+// calls the scheduler with its own mutex held.
+class XQueue {
+public:
+    // XQueue() makes an Idle, unsuspended queue on hwq.
+    XQueue(std::shared_ptr<HwQueue> hwq, Scheduler *sched, int64_t flags, int64_t threshold, int64_t batch_size);
+    // ~XQueue() expects Shutdown() to have run.
+    ~XQueue();
+    XQueue(const XQueue &) = delete;
+    XQueue &operator=(const XQueue &) = delete;
+
+    // handle is the registry handle; set once before the queue is published.
+    XQueueHandle handle = 0;
+    // hwq() returns the platform queue.
+    const std::shared_ptr<HwQueue> &hwq() const { return hwq_; }
+
+    // Gate() admits one unit (see XQueueGate in xqueue.h of the C API).
+    XResult Gate();
+    // Synchronized() records that everything launched has completed.
+    XResult Synchronized();
+    // BeginActive() opens an activity scope.
+    XResult BeginActive();
+    // EndActive() closes one activity scope; NotAllowed if none is open.
+    XResult EndActive();
+    // SetAbort() turns the abort state on or off, waking blocked gates.
+    void SetAbort(bool abort);
+    // SetLaunchConfig() changes threshold/batch (<= 0 keeps a value).
+    XResult SetLaunchConfig(int64_t threshold, int64_t batch_size);
+    // SetUserSuspended() is XQueueSuspend/XQueueResume (independent of the scheduler).
+    void SetUserSuspended(bool s);
+    // SetSchedSuspended() is the scheduler's suspend/resume; returns true if it changed.
+    bool SetSchedSuspended(bool s);
+    // SetPriority() stores the priority (range checked by the caller).
+    void SetPriority(int32_t p);
+    // SetWeight() stores the weight (range checked by the caller).
+    void SetWeight(int32_t w);
+    // SetName() stores the snapshot label.
+    void SetName(const char *name);
+    // State() returns Idle or Ready.
+    XQueueState State();
+    // UnitsLaunched() returns the total number of admitted units.
+    uint64_t UnitsLaunched();
+
+    // Submit() queues a command for the launch worker (started on first use).
+    XResult Submit(const Command &cmd);
+    // WaitAll() waits until every command submitted before the call has completed.
+    XResult WaitAll();
+
+    // Shutdown() implements destroy: wakes gates (they return NotFound),
+    // launches what the worker still holds, waits for launched work.
+    void Shutdown();
+
+    // View is what a policy needs to know about a queue.
+    struct View {
+        XQueueHandle handle;  // the queue
+        int32_t priority;     // bigger = more important
+        int32_t weight;       // WRR share
+        bool ready;           // Ready state or an open activity scope
+        bool suspended;       // held back by the scheduler
+    };
+    // GetView() returns the policy's view of the queue.
+    View GetView();
+    // FillInfo() fills one snapshot row.
+    void FillInfo(XQueueInfo *row);
+
+private:
+    // GateLocked() is Gate() after the Ready edge; `force` ignores suspension and abort (worker drain).
+    XResult GateLocked(Lock &l, bool force) XSCHED_REQUIRES(mu_);
+    // RaiseReady() sets Ready; returns true when this was an Idle->Ready edge.
+    bool RaiseReady() XSCHED_REQUIRES(mu_);
+    // Blocked() says whether a gate must wait for a resume.
+    bool Blocked() const XSCHED_REQUIRES(mu_) { return user_suspended_ || sched_suspended_; }
+    // UpdateSuspendClock() accounts suspended time when the blocked state changes.
+    void UpdateSuspendClock(bool was_blocked) XSCHED_REQUIRES(mu_);
+    // WorkerLoop() is the launch worker.
+    void WorkerLoop();
+
+    struct PendingMarker {
+        uint64_t pos;                    // units launched before the marker
+        std::shared_ptr<Marker> marker;  // the platform marker
+    };
+
+    const std::shared_ptr<HwQueue> hwq_;
+    Scheduler *const sched_;
+    const int64_t flags_;
+
+    Mutex mu_;
+    std::condition_variable cv_;         // gates wait here for resume/abort/destroy
+    std::atomic<bool> wake_{false};      // true while aborted or destroyed (cancels marker waits)
+    int32_t priority_ XSCHED_GUARDED_BY(mu_) = PRIORITY_DEFAULT;
+    int32_t weight_ XSCHED_GUARDED_BY(mu_) = WEIGHT_DEFAULT;
+    std::string name_ XSCHED_GUARDED_BY(mu_);
+    int64_t threshold_ XSCHED_GUARDED_BY(mu_);
+    int64_t batch_ XSCHED_GUARDED_BY(mu_);
+    XQueueState state_ XSCHED_GUARDED_BY(mu_) = kQueueStateIdle;
+    int32_t scopes_ XSCHED_GUARDED_BY(mu_) = 0;
+    bool user_suspended_ XSCHED_GUARDED_BY(mu_) = false;
+    bool sched_suspended_ XSCHED_GUARDED_BY(mu_) = false;
+    bool aborted_ XSCHED_GUARDED_BY(mu_) = false;
+    bool destroyed_ XSCHED_GUARDED_BY(mu_) = false;
+    uint64_t launched_ XSCHED_GUARDED_BY(mu_) = 0;    // units admitted
+    uint64_t completed_ XSCHED_GUARDED_BY(mu_) = 0;   // units known complete
+    uint64_t last_marker_ XSCHED_GUARDED_BY(mu_) = 0; // launched_ when the last marker was recorded
+    std::deque<PendingMarker> markers_ XSCHED_GUARDED_BY(mu_);
+    Clock::time_point suspended_since_ XSCHED_GUARDED_BY(mu_);
+    uint64_t suspended_us_ XSCHED_GUARDED_BY(mu_) = 0;
+    uint64_t gate_blocked_us_ XSCHED_GUARDED_BY(mu_) = 0;
+
+    // Launch worker state (asynchronous submit).
+    std::condition_variable worker_cv_;  // worker waits here for commands
+    std::condition_variable done_cv_;    // WaitAll waits here
+    std::deque<Command> pending_ XSCHED_GUARDED_BY(mu_);
+    uint64_t submitted_ XSCHED_GUARDED_BY(mu_) = 0;  // commands submitted
+    uint64_t finished_ XSCHED_GUARDED_BY(mu_) = 0;   // commands known complete
+    int32_t waitall_waiters_ XSCHED_GUARDED_BY(mu_) = 0;
+    bool worker_stop_ XSCHED_GUARDED_BY(mu_) = false;
+    std::thread worker_;  // started on the first Submit, under mu_
+};
+
+}  // namespace xsched
+
+#endif  // XSCHED_SRC_XQUEUE_H_

@@ -1,0 +1,2 @@
+#include "units.h"
+XT_MAIN()
