@@ -68,6 +68,8 @@ def fetch(source: str | None = None, *, cache: Path | None = None, commit: str |
     else auto. Reuses the cache unless `force`.
     """
     source = source or os.environ.get(SOURCE_ENV) or "auto"
+    if source not in SOURCES and not Path(source).exists():
+        raise UsageError(f"unknown source {source!r}: use auto, git, pypi or an existing directory/tarball")
     cache = cache or cache_dir()
     commit = commit or pins.commit()
     final = source_dir(cache, commit)
@@ -76,8 +78,6 @@ def fetch(source: str | None = None, *, cache: Path | None = None, commit: str |
         return FetchResult(final / "llama.cpp", existing, reused=True)
     check_free_space(cache, 1.0, "fetching llama.cpp")
     kinds = ["git", "pypi"] if source == "auto" else [source]
-    if source not in SOURCES and not Path(source).exists():
-        raise UsageError(f"unknown source {source!r}: use auto, git, pypi or an existing directory/tarball")
     attempts: list[str] = []
     for kind in kinds:
         work = Path(tempfile.mkdtemp(prefix="fetch-", dir=tmp_dir(cache)))
@@ -247,8 +247,14 @@ def _from_path(path: Path, tree: Path, work: Path, commit: str, assume: str | No
             pass
         ext = work / "extract"
         ext.mkdir()
-        with tarfile.open(path) as tf:
-            tf.extractall(ext, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        try:
+            with tarfile.open(path) as tf:
+                for m in tf.getmembers():
+                    if m.name.startswith("/") or ".." in m.name.split("/") or not (m.isfile() or m.isdir()):
+                        continue
+                    tf.extract(m, ext, set_attrs=False)
+        except (tarfile.TarError, OSError) as e:
+            raise UsageError(f"{path} is not a readable tarball ({e})") from None
         entries = list(ext.iterdir())
         root = entries[0] if len(entries) == 1 and entries[0].is_dir() else ext
         info = _from_dir(root, tree, commit, assume, label=str(path))

@@ -35,14 +35,16 @@ class ServerProcess:
     """ServerProcess is one llama-server child process with its log file.
 
     `args` are passed to the binary as they are; `--host` and `--port` are added (do not pass them).
-    Output (stdout and stderr) goes to `log_path` (a temporary file when omitted). The child gets its
+    Output (stdout and stderr) goes to `log_path` (a temporary file when omitted), or with `stream` to
+    this process's stdout/stderr (then the log file stays empty). The child gets its
     own process group, so a Ctrl-C in the parent's terminal reaches it only through `stop()`.
     """
 
     def __init__(self, binary: str | os.PathLike[str], args: Sequence[str | os.PathLike[str]] = (), *,
                  host: str = DEFAULT_HOST, port: int | None = None,
                  log_path: str | os.PathLike[str] | None = None,
-                 env: Mapping[str, str] | None = None, startup_timeout: float = 180.0) -> None:
+                 env: Mapping[str, str] | None = None, startup_timeout: float = 180.0,
+                 stream: bool = False) -> None:
         self.binary = Path(binary)
         self.args = [str(a) for a in args]
         self.host = host
@@ -54,6 +56,7 @@ class ServerProcess:
         self.log_path = Path(log_path)
         self.env = dict(env) if env is not None else None
         self.startup_timeout = startup_timeout
+        self.stream = stream
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -90,7 +93,8 @@ class ServerProcess:
         with open(self.log_path, "ab") as log:
             log.write(("+ " + " ".join(self.command()) + "\n").encode())
             log.flush()
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+            out = None if self.stream else log
+            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=None if self.stream else subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         if wait:
             self.wait_healthy()
@@ -169,3 +173,77 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+POLICIES = ("hpf", "wrr", "none")
+
+
+def scheduling_args(instances: Sequence[str] = (), instances_csv: str | None = None,
+                    policy: str | None = None) -> list[str]:
+    """scheduling_args() turns the friendly options into llama-server's `--instances`/`--xsched-policy`.
+
+    `instances` are `[NAME:]PRIORITY:WEIGHT:SLOTS` (e.g. `high:10:1:2`), `instances_csv` is the server's own
+    `P:W:NP,...` form; they are merged in that order.
+    """
+    from .errors import UsageError
+    specs: list[str] = []
+    for spec in instances:
+        parts = spec.split(":")
+        if len(parts) == 4:
+            parts = parts[1:]
+        if len(parts) != 3 or not all(p.lstrip("-").isdigit() for p in parts):
+            raise UsageError(f"bad --instance {spec!r}: use [NAME:]PRIORITY:WEIGHT:SLOTS, e.g. high:10:1:2")
+        specs.append(":".join(parts))
+    if instances_csv:
+        for spec in instances_csv.split(","):
+            parts = spec.strip().split(":")
+            if len(parts) != 3 or not all(p.lstrip("-").isdigit() for p in parts):
+                raise UsageError(f"bad --instances item {spec!r}: use PRIORITY:WEIGHT:SLOTS[,...], e.g. 10:1:2,0:1:4")
+            specs.append(":".join(parts))
+    args: list[str] = []
+    if specs:
+        args += ["--instances", ",".join(specs)]
+    if policy:
+        if policy.lower() not in POLICIES:
+            raise UsageError(f"unknown --policy {policy!r}: use hpf, wrr or none")
+        args += ["--xsched-policy", policy.upper()]
+    return args
+
+
+def run_foreground(srv: ServerProcess, on_ready: Any = None) -> int:
+    """run_foreground() starts `srv`, waits for health, then waits until it exits.
+
+    SIGINT/SIGTERM received by this process are forwarded to the server; a second one (or 15 s
+    without exit) escalates to SIGTERM, then SIGKILL. Returns the server's exit status (0 after Ctrl-C).
+    """
+    received: list[int] = []
+
+    def forward(sig: int, _frame: object) -> None:
+        received.append(sig)
+        p = srv.proc
+        if p is not None and p.poll() is None:
+            escal = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
+            p.send_signal(escal[min(len(received) - 1, 2)] if sig == signal.SIGINT else signal.SIGTERM)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        srv.start(wait=False)
+        try:
+            srv.wait_healthy()
+        except ServerError:
+            if received:
+                return 0
+            raise
+        if on_ready is not None:
+            on_ready(srv)
+        while True:
+            try:
+                rc = srv.proc.wait(timeout=15 if received else None) if srv.proc else 0
+                break
+            except subprocess.TimeoutExpired:
+                forward(signal.SIGINT, None)
+        return 0 if received and rc in (0, -signal.SIGINT, -signal.SIGTERM, 130) else rc
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        srv.stop(timeout=5)

@@ -1,0 +1,214 @@
+"""The `xsched-llama` command: thin click commands over the library modules.
+
+Errors are one line on stderr (`error: …`) and a documented exit code (errors.py, docs/toolkit.md);
+tracebacks only with --debug. Machine-readable summaries go to stdout with --json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__, pins
+from .errors import UsageError, XschedLlamaError
+from .paths import cache_dir
+
+
+def _cache(ctx: click.Context) -> Path:
+    return cache_dir(ctx.obj.get("cache_dir"))
+
+
+def _emit(data: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="XSCHED_LLAMA_CACHE",
+              help="Cache directory [env XSCHED_LLAMA_CACHE; default $XDG_CACHE_HOME/xsched-llama].")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(__version__, prog_name="xsched-llama")
+@click.pass_context
+def cli(ctx: click.Context, cache_dir: str | None, debug: bool) -> None:
+    """Fetch a pinned llama.cpp, apply the XSched patch series, build it, pull models and serve them."""
+    ctx.ensure_object(dict)
+    ctx.obj.update(cache_dir=cache_dir, debug=debug)
+
+
+_SOURCE_HELP = "auto (git, then pypi), git, pypi, or a local directory/tarball [env XSCHED_LLAMA_SOURCE]."
+
+
+@cli.command()
+@click.option("--source", default=None, help=_SOURCE_HELP)
+@click.option("--assume-commit", metavar="SHA", help="Trust that a plain local tree is this commit.")
+@click.option("--force", is_flag=True, help="Fetch again even if cached.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.pass_context
+def fetch(ctx: click.Context, source: str | None, assume_commit: str | None, force: bool, as_json: bool) -> None:
+    """Get llama.cpp at the pinned commit into the cache (pruned, with a manifest)."""
+    from . import fetch as fetch_mod
+    r = fetch_mod.fetch(source, cache=_cache(ctx), assume_commit=assume_commit, force=force)
+    click.echo(f"llama.cpp {r.manifest['commit'][:12]} ({r.manifest['source']}: {r.manifest['origin']})"
+               f"{' (cached)' if r.reused else ''}: {r.tree}", err=True)
+    _emit({"tree": str(r.tree), "reused": r.reused, "attempts": r.attempts, **r.manifest}, as_json)
+
+
+def _build_options(vanilla: bool, cuda: bool, cuda_arch: str | None, targets: tuple[str, ...],
+                   jobs: int | None, build_type: str, patches_dir: str | None, source: str | None,
+                   cmake_define: tuple[str, ...]) -> Any:
+    from .build import BuildOptions
+    return BuildOptions(cuda=cuda or bool(cuda_arch), cuda_arch=cuda_arch, vanilla=vanilla,
+                        targets=list(targets) or ["llama-server"], jobs=jobs, build_type=build_type,
+                        cmake_args=[f"-D{d}" for d in cmake_define],
+                        patches_dir=Path(patches_dir) if patches_dir else None, source=source)
+
+
+_build_opts = [
+    click.option("--vanilla", is_flag=True, help="Build the pinned commit unpatched (for comparisons)."),
+    click.option("--cuda", is_flag=True, help="Build the CUDA backend."),
+    click.option("--cuda-arch", metavar="ARCH", help="CMAKE_CUDA_ARCHITECTURES (default: from nvidia-smi); implies --cuda."),
+    click.option("--target", "targets", multiple=True, metavar="T",
+                 help="CMake target (repeatable; default llama-server), e.g. llama-bench, xsched-ctx-bench."),
+    click.option("--jobs", "-j", type=click.IntRange(1), help="Parallel jobs [env XSCHED_LLAMA_JOBS; default: cores]."),
+    click.option("--build-type", default="Release", type=click.Choice(["Release", "RelWithDebInfo", "Debug"])),
+    click.option("--patches", "patches_dir", type=click.Path(file_okay=False),
+                 help="Patch directory [env XSCHED_LLAMA_PATCHES; default: the package's patches/]."),
+    click.option("--source", default=None, help=_SOURCE_HELP),
+    click.option("-D", "cmake_define", multiple=True, metavar="VAR=VALUE", help="Extra CMake definition."),
+]
+
+
+def _with(opts: list[Any]) -> Any:
+    def deco(f: Any) -> Any:
+        for o in reversed(opts):
+            f = o(f)
+        return f
+    return deco
+
+
+@cli.command()
+@_with(_build_opts)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.pass_context
+def build(ctx: click.Context, as_json: bool, **kw: Any) -> None:
+    """Apply the patch series and build llama-server with CMake (cached, incremental)."""
+    from . import build as build_mod
+    summary = build_mod.build(_build_options(**kw), cache=_cache(ctx))
+    _emit(summary, as_json)
+    if not as_json:
+        for t, p in summary["binaries"].items():
+            click.echo(f"{t}: {p}")
+
+
+@cli.group()
+def model() -> None:
+    """Pull, list or synthesize GGUF models."""
+
+
+@model.command("pull")
+@click.argument("spec", metavar="NAME|URL")
+@click.option("--sha256", help="Expected SHA-256 (verified; the file is deleted on mismatch).")
+@click.option("--force", is_flag=True, help="Download again even if present.")
+@click.pass_context
+def model_pull(ctx: click.Context, spec: str, sha256: str | None, force: bool) -> None:
+    """Download a preset (see `model list`) or a URL into the cache."""
+    from . import models
+    path = models.pull(spec, cache=_cache(ctx), sha256=sha256, force=force)
+    click.echo(str(path))
+
+
+@model.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def model_list(ctx: click.Context, as_json: bool) -> None:
+    """List presets and cached models."""
+    from . import models
+    rows = models.list_models(_cache(ctx))
+    if as_json:
+        _emit(rows, True)
+        return
+    for r in rows:
+        mark = "*" if r["present"] else " "
+        default = " (default)" if r["name"] == pins.default_model() else ""
+        click.echo(f"{mark} {r['name']}{default}  {r['file']}  [{r['source']}]")
+
+
+@model.command("synth")
+@click.option("--shape", required=True, help="qwen3-8b (8.1 GiB) or tiny (26 MB).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file [default: <cache>/models/synth-SHAPE-q8_0.gguf].")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--source", default=None, help=_SOURCE_HELP)
+@click.pass_context
+def model_synth(ctx: click.Context, shape: str, output: str | None, seed: int, force: bool,
+                source: str | None) -> None:
+    """Write a random-weight GGUF with a real model's tensor shapes (GIBBERISH text; for benchmarks)."""
+    from . import fetch as fetch_mod
+    from . import synth
+    from .models import models_dir
+    if shape not in synth.SHAPES:
+        raise UsageError(f"unknown shape {shape!r}: use {', '.join(synth.SHAPES)}")
+    cache = _cache(ctx)
+    tree = fetch_mod.fetch(source, cache=cache).tree
+    out = Path(output) if output else models_dir(cache) / f"synth-{shape}-q8_0.gguf"
+    click.echo(str(synth.synth(shape, out, tree / "models" / "ggml-vocab-qwen2.gguf", seed=seed, force=force)))
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.option("-m", "--model", "model_spec", help="GGUF path, preset or URL [default: smollm2-135m].")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--instance", "instance", multiple=True, metavar="[NAME:]P:W:NP",
+              help="One server instance: priority, weight, slots (repeatable), e.g. high:10:1:2.")
+@click.option("--instances", metavar="P:W:NP,...", help="All instances in llama-server's own form.")
+@click.option("--policy", type=click.Choice(["hpf", "wrr", "none"], case_sensitive=False),
+              help="XSched policy (passed as --xsched-policy).")
+@_with(_build_opts)
+@click.argument("server_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- LLAMA-SERVER ARGS]")
+@click.pass_context
+def serve(ctx: click.Context, model_spec: str | None, host: str, port: int, instance: tuple[str, ...],
+          instances: str | None, policy: str | None, server_args: tuple[str, ...], **kw: Any) -> None:
+    """Serve a model with the patched llama-server (fetches and builds on first use). Ctrl-C stops it."""
+    from . import build as build_mod
+    from . import models, server, ui
+    cache = _cache(ctx)
+    opts = _build_options(**kw)
+    sched = server.scheduling_args(instance, instances, policy)
+    if sched and opts.vanilla:
+        raise UsageError("--instance/--instances/--policy need the patched server (drop --vanilla)")
+    binary = build_mod.build(opts, cache=cache)["binaries"]["llama-server"]
+    model_path = models.resolve(model_spec, cache=cache)
+    if "synth-" in model_path.name:
+        ui.warn(f"{model_path.name} is a SYNTHETIC model: its text is gibberish")
+    log = cache / "logs" / "serve.log"
+    srv = server.ServerProcess(binary, ["-m", str(model_path), *sched, *server_args], host=host, port=port,
+                               log_path=log, stream=True, startup_timeout=600)
+    ui.info("+ " + " ".join(srv.command()))
+    rc = server.run_foreground(srv, on_ready=lambda s: ui.info(f"serving {model_path.name} at {s.url} "
+                                                                "(Ctrl-C stops)"))
+    sys.exit(rc)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """main() runs the CLI with one-line errors and documented exit codes."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="xsched-llama", standalone_mode=False)
+    except XschedLlamaError as e:
+        if debug:
+            raise
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        click.echo(f"error: {e.format_message()}", err=True)
+        sys.exit(UsageError.exit_code)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
