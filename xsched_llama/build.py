@@ -95,7 +95,7 @@ def _check_tools(opts: BuildOptions) -> dict[str, str]:
 def configure_args(opts: BuildOptions, src: Path, bdir: Path, tools: dict[str, str],
                    xsched_dir: Path | None) -> list[str]:
     """configure_args() is the full `cmake` configure command line."""
-    args = ["cmake", "-S", str(src), "-B", str(bdir), f"-DCMAKE_BUILD_TYPE={opts.build_type}",
+    args = [tools["cmake"], "-S", str(src), "-B", str(bdir), f"-DCMAKE_BUILD_TYPE={opts.build_type}",
             "-DGGML_NATIVE=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_APP=OFF",
             "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_OPENSSL=OFF", "-DBUILD_SHARED_LIBS=OFF"]
     if "ninja" in tools:
@@ -183,7 +183,7 @@ def build(opts: BuildOptions, *, cache: Path | None = None) -> dict[str, Any]:
                 elif m:
                     bar.set(int(m.group(3)), 100)
             try:
-                run(["cmake", "--build", str(bdir), "--target", *opts.targets, "-j", str(jobs)],
+                run([tools["cmake"], "--build", str(bdir), "--target", *opts.targets, "-j", str(jobs)],
                     env=env, log=log, on_line=on_line)
             finally:
                 bar.close()

@@ -57,7 +57,7 @@ def default_dir() -> Path | None:
     if env:
         return Path(env)
     here = Path(__file__).resolve().parent
-    for cand in (here.parent / "patches", here / "_patches"):
+    for cand in (here.parent / "patches", here / "_native" / "patches"):
         if cand.is_dir():
             return cand
     return None
