@@ -14,20 +14,13 @@ from .scenarios import SCENARIOS, BenchParams
 from .servers import ServerOptions, find_binary, plan
 
 BUILDS = ("vanilla", "patched")
-DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CPU_TIMESLICE_US = 30000  # a CPU decode step of the tiny model takes ~10 ms: a turn must hold a few of them
 
 
 def default_model() -> Path:
-    """default_model() is the embedded default model from the toolkit's model cache."""
-    try:
-        from xsched_llama import models  # type: ignore[attr-defined]
-        finder = getattr(models, "default_model_path", None)
-        if finder is not None:
-            return Path(finder())
-    except ImportError:
-        pass
-    from ..paths import cache_dir
-    return cache_dir() / "models" / DEFAULT_MODEL_NAME
+    """default_model() is the embedded default model (pulled into the toolkit's cache if missing)."""
+    from .. import models
+    return models.resolve(None)
 
 
 def parse_list(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -61,13 +54,15 @@ def parse_list(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
 @click.option("--patched-server", type=click.Path(dir_okay=False), default=None, help="Patched llama-server binary.")
 @click.option("--hw-priority-only/--no-hw-priority-only", default=True, show_default=True,
               help="Also run the HPF scenarios with XSCHED_POLICY=NONE (no software gate).")
+@click.option("--timeslice-us", type=int, default=None,
+              help="WRR quantum (XSCHED_TIMESLICE_US) of the WRR run (default: the core's 5000 with --cuda, 30000 on CPU).")
 @click.option("--startup-timeout", type=float, default=900.0, show_default=True, help="Seconds a server may load.")
 @click.option("--strict", is_flag=True, help="Exit 1 when a target is missed (targets are the H100's).")
 def bench(model: Optional[str], scenario_names: tuple[str, ...], builds: str, out_dir: str, cuda: bool,
           ngl: Optional[int], ctx_size: int, slots: int, threads: Optional[int], a_tokens: Optional[int],
           b_tokens: Optional[int], b_prompt_tokens: Optional[int], wrr_tokens: Optional[int], reps: Optional[int],
           vanilla_server: Optional[str], patched_server: Optional[str], hw_priority_only: bool,
-          startup_timeout: float, strict: bool) -> None:
+          timeslice_us: Optional[int], startup_timeout: float, strict: bool) -> None:
     """Benchmark the patched llama-server against vanilla llama.cpp (HPF, harvest, WRR, overhead)."""
     names: list[str] = []
     for s in scenario_names:
@@ -88,7 +83,9 @@ def bench(model: Optional[str], scenario_names: tuple[str, ...], builds: str, ou
     binaries = {b: find_binary(b, cuda, overrides[b]) for b in build_list}
     opts = ServerOptions(model=model_path, ngl=ngl if ngl is not None else (99 if cuda else 0), ctx=ctx_size,
                          slots=slots, threads=threads if threads is not None else (None if cuda else 1))
-    specs = plan(build_list, names, binaries, opts, hw_only=hw_priority_only)
+    if timeslice_us is None and not cuda:
+        timeslice_us = CPU_TIMESLICE_US
+    specs = plan(build_list, names, binaries, opts, hw_only=hw_priority_only, timeslice_us=timeslice_us)
     out = Path(out_dir)
 
     def log(msg: str) -> None:

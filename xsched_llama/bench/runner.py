@@ -19,7 +19,7 @@ from ..errors import XschedLlamaError
 from ..server import ServerProcess
 from . import report as rpt
 from . import scenarios
-from .client import now
+from .client import get_json, now
 from .plot import plot
 from .scenarios import BenchParams, Context, ScenarioResult
 from .servers import RunSpec, set_weights
@@ -81,6 +81,7 @@ def run_all(specs: list[RunSpec], params: BenchParams, out: Path, model: Path, c
                     results[spec.name][name] = res
                     run_doc["scenarios"][name] = rpt.scenario_json(res, origin)
                     run_doc["scenarios"][name]["duration_s"] = round(now() - t0, 3)
+                run_doc["xsched"] = _snapshot(srv.url)
         except XschedLlamaError as e:
             msg = f"{spec.name}: {e}"
             if msg not in " ".join(doc["errors"]):
@@ -95,3 +96,11 @@ def run_all(specs: list[RunSpec], params: BenchParams, out: Path, model: Path, c
         doc["errors"].append(str(e))
     rpt.write_json(out / "report.json", doc)
     return doc, results
+
+
+def _snapshot(url: str) -> Any:
+    """_snapshot() is the scheduler snapshot (GET /xsched) of a patched server, None for vanilla."""
+    try:
+        return get_json(url, "/xsched", timeout=10.0)
+    except XschedLlamaError:
+        return None

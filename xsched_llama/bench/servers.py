@@ -11,12 +11,11 @@ against it. The runs are started one after the other on the same machine:
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .client import post_json
+from .client import get_json, post_json
 from .errors import BenchError
 
 HIGH, NORMAL = 10, 0          # request priorities of task A and task B in the HPF scenarios
@@ -70,8 +69,11 @@ def instances(*levels: tuple[int, int, int]) -> str:
 
 
 def plan(builds: list[str], scenarios: list[str], binaries: dict[str, Path], opts: ServerOptions,
-         hw_only: bool = True) -> list[RunSpec]:
-    """plan() lists the runs for the chosen builds and scenarios, in the order they are started."""
+         hw_only: bool = True, timeslice_us: Optional[int] = None) -> list[RunSpec]:
+    """plan() lists the runs for the chosen builds and scenarios, in the order they are started.
+
+    timeslice_us sets XSCHED_TIMESLICE_US (the WRR quantum) for the WRR run; None keeps the core's default.
+    """
     prio = {"high": HIGH, "normal": NORMAL, "wrr_a": WRR_A, "wrr_b": WRR_B}
     common = opts.args()
     runs: list[RunSpec] = []
@@ -93,16 +95,24 @@ def plan(builds: list[str], scenarios: list[str], binaries: dict[str, Path], opt
                             note="same instances, policy NONE: queues never gated, stream priorities kept"))
     if "wrr" in scenarios:
         wrr_inst = ["--instances", instances((WRR_A, 1, 1), (WRR_B, 1, 1))]
+        env = {"XSCHED_POLICY": "WRR"}
+        if timeslice_us:
+            env["XSCHED_TIMESLICE_US"] = str(timeslice_us)
         runs.append(RunSpec("patched-wrr", "patched", binaries["patched"], common + wrr_inst + ["--xsched-policy", "WRR"],
-                            {"XSCHED_POLICY": "WRR"}, ["wrr"], prio, weights=True,
+                            env, ["wrr"], prio, weights=True,
                             note="two instances scheduled by WRR; weights set at run time via POST /xsched"))
     return runs
 
 
 def set_weights(url: str, spec: RunSpec, wa: int, wb: int) -> None:
-    """set_weights() gives the WRR instances of spec the weights wa (task A) and wb (task B)."""
-    for prio, weight in ((spec.priority["wrr_a"], wa), (spec.priority["wrr_b"], wb)):
-        post_json(url, "/xsched", {"priority": prio, "weight": weight}, timeout=30.0)
+    """set_weights() gives the instances of task A and task B the WRR weights wa and wb (POST /xsched)."""
+    snap = get_json(url, "/xsched")
+    ids = {int(i["priority"]): int(i["id"]) for i in snap.get("instances", [])}
+    for role, weight in (("wrr_a", wa), ("wrr_b", wb)):
+        prio = spec.priority[role]
+        if prio not in ids:
+            raise BenchError(f"the server has no instance of priority {prio} (GET /xsched lists {sorted(ids)})")
+        post_json(url, "/xsched", {"instance": ids[prio], "weight": weight}, timeout=30.0)
 
 
 def find_binary(build: str, cuda: bool, override: Optional[str]) -> Path:
@@ -121,21 +131,14 @@ def find_binary(build: str, cuda: bool, override: Optional[str]) -> Path:
 
 
 def _from_toolkit(build: str, cuda: bool) -> Optional[Path]:
-    """_from_toolkit() asks the toolkit's build module where a cached build is (None: not built)."""
-    try:
-        from xsched_llama import build as tk  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    finder = getattr(tk, "find_server", None)
-    if finder is None:
-        return None
-    try:
-        path = finder(vanilla=(build == "vanilla"), cuda=cuda)
-    except Exception:  # the toolkit says "not built": reported by find_binary()
-        return None
-    return Path(path) if path else None
+    """_from_toolkit() finds the toolkit's cached build (`xsched-llama build [--cuda] [--vanilla]`).
 
-
-def which_server() -> Optional[str]:
-    """which_server() is a llama-server on PATH, if any (only a hint for error messages)."""
-    return shutil.which("llama-server")
+    CUDA builds are named per architecture (patched-cuda90); the newest one is taken.
+    """
+    from .. import build as tk
+    from ..paths import cache_dir
+    if not cuda:
+        return tk.find_binary(tk.BuildOptions(vanilla=(build == "vanilla")))
+    found = sorted((cache_dir() / "builds").glob(f"{build}-cuda*/build/bin/llama-server"),
+                   key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None

@@ -4,6 +4,7 @@ Times are seconds on one clock. A token's time is when its stream event arrived.
 """
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Iterable, Optional, Sequence
 
@@ -97,12 +98,12 @@ def overlap_ratio(times_a: Sequence[float], times_b: Sequence[float], start: flo
 
 
 def series(times: Sequence[float], t0: float, t1: float, bins: int = 60) -> list[tuple[float, float]]:
-    """series() returns (bin centre, tokens/s) for `bins` equal bins over (t0, t1] (for the plot)."""
+    """series() returns (bin centre, tokens/s) for `bins` equal half-open bins (a, b] over (t0, t1] (for the plot)."""
     if t1 <= t0 or bins < 1:
         return []
     width = (t1 - t0) / bins
     counts = [0] * bins
     for t in times:
         if t0 < t <= t1:
-            counts[min(bins - 1, int((t - t0) / width))] += 1
+            counts[min(bins - 1, max(0, math.ceil((t - t0) / width) - 1))] += 1
     return [(t0 + (i + 0.5) * width, c / width) for i, c in enumerate(counts)]
