@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# check-cuda-compile.sh: compile the CUDA translation units that the patch
+# series changes (ggml-cuda.cu, and our own xqueue.cu) with nvcc for sm_90,
+# on a machine without a GPU and without the cuBLAS libraries: the cuBLAS
+# headers come from the nvidia-cublas wheel on PyPI, the libraries are empty
+# stubs (nothing is linked). Catches a patch that breaks the CUDA build before
+# the GPU machine is involved.
+#
+# usage: scripts/check-cuda-compile.sh [--src LLAMA_TREE] [--work DIR] [--also-off] [--jobs N]
+#   --src       pristine (pruned) llama.cpp tree at the pinned commit
+#               (default: $LLAMA_SRC, else /work/cache/llama.cpp-pruned)
+#   --work      scratch directory (default: /tmp/xsched-cuda-check); reused: a second run is incremental
+#   --also-off  also compile ggml-cuda.cu with GGML_XQUEUE=OFF (the upstream-equivalent path)
+# environment: XSCHED_LLAMA_CACHE (wheel cache; default $XDG_CACHE_HOME/xsched-llama or ~/.cache/xsched-llama),
+#              CUBLAS_INCLUDE (use these cuBLAS headers instead of the wheel)
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+src=${LLAMA_SRC:-/work/cache/llama.cpp-pruned}
+work=/tmp/xsched-cuda-check
+also_off=0
+jobs=2
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --src) src=$2; shift 2 ;;
+        --work) work=$2; shift 2 ;;
+        --also-off) also_off=1; shift ;;
+        --jobs) jobs=$2; shift 2 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+die() { echo "error: $*" >&2; exit 1; }
+t_start=$(date +%s)
+step() { echo "== $* ($(( $(date +%s) - t_start )) s)"; }
+
+command -v nvcc >/dev/null || die "nvcc not found (the CUDA toolkit's compiler is needed)"
+command -v cmake >/dev/null || die "cmake not found"
+command -v ninja >/dev/null || die "ninja not found"
+[ -f "$src/ggml/src/ggml-cuda/ggml-cuda.cu" ] || die "$src is not a llama.cpp tree (set --src or LLAMA_SRC)"
+[ -f "$repo/patches/series" ] || die "$repo/patches/series not found"
+
+cuda_ver=$(nvcc --version | sed -n 's/.*release \([0-9]*\)\.\([0-9]*\).*/\1.\2/p')
+[ -n "$cuda_ver" ] || die "cannot read the CUDA version from nvcc --version"
+
+# 1. cuBLAS headers (from the nvidia-cublas wheel matching the CUDA major.minor)
+if [ -n "${CUBLAS_INCLUDE:-}" ]; then
+    inc=$CUBLAS_INCLUDE
+else
+    cache=${XSCHED_LLAMA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/xsched-llama}/cublas-$cuda_ver
+    inc=$cache/include
+    if [ ! -f "$inc/cublas_v2.h" ]; then
+        step "downloading nvidia-cublas==$cuda_ver.* (headers only are kept)"
+        mkdir -p "$cache"
+        if ! ls "$cache"/nvidia_cublas-*.whl >/dev/null 2>&1; then
+            python3 -m pip download -q --no-deps --only-binary=:all: "nvidia-cublas==$cuda_ver.*" -d "$cache" \
+                || die "pip download nvidia-cublas==$cuda_ver.* failed"
+        fi
+        whl=$(ls "$cache"/nvidia_cublas-*.whl | head -1)
+        rm -rf "$cache/x" && mkdir -p "$cache/x"
+        python3 - "$whl" "$cache/x" <<'EOF'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for n in z.namelist():
+        if "/include/" in n and n.endswith(".h"):
+            z.extract(n, sys.argv[2])
+EOF
+        rm -rf "$inc" && mv "$(dirname "$(find "$cache/x" -name cublas_v2.h | head -1)")" "$inc" && rm -rf "$cache/x"
+        rm -f "$whl" # a few hundred MB; the headers are all we need
+    fi
+fi
+[ -f "$inc/cublas_v2.h" ] || die "no cublas_v2.h in $inc"
+
+# 2. stub libraries so that FindCUDAToolkit defines CUDA::cublas (nothing is linked)
+mkdir -p "$work/stub"
+for l in cublas cublasLt; do
+    [ -f "$work/stub/lib$l.so" ] || cc -shared -o "$work/stub/lib$l.so" -x c /dev/null
+done
+
+# 3. the xsched core (headers + CMake package)
+step "building the xsched core"
+cmake -S "$repo/native/xsched" -B "$work/xsched-build" -G Ninja -DCMAKE_BUILD_TYPE=Release >"$work/xsched.log" 2>&1 \
+    && cmake --build "$work/xsched-build" -j "$jobs" >>"$work/xsched.log" 2>&1 \
+    && cmake --install "$work/xsched-build" --prefix "$work/xsched" >>"$work/xsched.log" 2>&1 \
+    || { tail -20 "$work/xsched.log"; die "the xsched core did not build (log: $work/xsched.log)"; }
+
+# 4. the patched tree: overlay first, then the series in order
+step "patching a copy of $src"
+rm -rf "$work/src" && mkdir -p "$work/src"
+(cd "$src" && tar --exclude=.git -cf - .) | (cd "$work/src" && tar -xf -)
+cp -r "$repo/patches/overlay/." "$work/src/"
+while read -r p; do
+    case "$p" in ''|\#*) continue ;; esac
+    (cd "$work/src" && git apply --whitespace=nowarn "$repo/patches/$p") || die "patch $p does not apply"
+done < "$repo/patches/series"
+
+# 5. configure and compile the changed CUDA objects
+compile() { # compile BUILD_DIR XQUEUE(ON|OFF) OBJECTS...
+    local b=$1 xq=$2; shift 2
+    step "configuring $b (GGML_XQUEUE=$xq)"
+    cmake -S "$work/src" -B "$b" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF -DGGML_CUDA_NCCL=OFF \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_SERVER=OFF \
+        -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF \
+        -DCUDA_cublas_LIBRARY="$work/stub/libcublas.so" -DCUDA_cublasLt_LIBRARY="$work/stub/libcublasLt.so" \
+        -DCMAKE_CUDA_FLAGS="-I$inc" -DCMAKE_CXX_FLAGS="-I$inc" \
+        -DGGML_XQUEUE=$xq -DXSched_DIR="$work/xsched/lib/cmake/XSched" >"$b.cfg.log" 2>&1 \
+        || { tail -30 "$b.cfg.log"; die "configure failed (log: $b.cfg.log)"; }
+    step "compiling $* (GGML_XQUEUE=$xq)"
+    ninja -C "$b" -j "$jobs" "$@" || die "CUDA compile failed (GGML_XQUEUE=$xq)"
+}
+obj=ggml/src/ggml-cuda/CMakeFiles/ggml-cuda.dir
+compile "$work/build-on" ON "$obj/ggml-cuda.cu.o" "$obj/xqueue.cu.o"
+if [ "$also_off" = 1 ]; then
+    compile "$work/build-off" OFF "$obj/ggml-cuda.cu.o" "$obj/xqueue.cu.o"
+fi
+step "ok: the patched CUDA translation units compile (CUDA $cuda_ver, sm_90)"
