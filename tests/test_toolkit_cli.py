@@ -1,0 +1,109 @@
+"""CLI bad input: one line on stderr, a documented non-zero exit code, nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xsched_llama import server
+from xsched_llama.errors import UsageError
+
+
+def cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "XSCHED_LLAMA_CACHE": str(tmp_path / "cache"), **(env or {})}
+    full.pop("XSCHED_LLAMA_SOURCE", None)
+    return subprocess.run([sys.executable, "-m", "xsched_llama", *args], capture_output=True, text=True,
+                          env=full, stdin=subprocess.DEVNULL, timeout=120)
+
+
+def error_line(cp: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln for ln in cp.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1, cp.stderr
+    assert "Traceback" not in cp.stderr
+    return lines[0]
+
+
+def leftovers(tmp_path: Path) -> list[str]:
+    cache = tmp_path / "cache"
+    out = []
+    for p in cache.rglob("*") if cache.exists() else []:
+        if p.is_file() and p.name != "CACHEDIR.TAG":
+            out.append(p.relative_to(cache).as_posix())
+    return out
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["model", "pull", "no-such-preset"], 2, "unknown model"),
+    (["fetch", "--source", "svn"], 2, "unknown source"),
+    (["build", "--bogus"], 2, "No such option"),
+    (["model", "synth", "--shape", "qwen9-1t"], 2, "unknown shape"),
+    (["serve", "--instance", "high:ten:1:2"], 2, "bad --instance"),
+])
+def test_bad_input(tmp_path: Path, args: list[str], code: int, needle: str) -> None:
+    cp = cli(tmp_path, *args)
+    assert cp.returncode == code and needle in error_line(cp)
+    assert leftovers(tmp_path) == []
+
+
+def test_unreachable_network(tmp_path: Path) -> None:
+    cp = cli(tmp_path, "model", "pull", f"http://127.0.0.1:{server.free_port()}/m.gguf")
+    assert cp.returncode == 3 and "cannot download" in error_line(cp)
+    assert leftovers(tmp_path) == []
+
+
+def test_wrong_commit_in_local_path(tmp_path: Path) -> None:
+    tree = tmp_path / "llama.cpp"
+    (tree / "models").mkdir(parents=True)
+    (tree / "CMakeLists.txt").write_text("")
+    subprocess.run(["git", "init", "-q"], cwd=tree, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty",
+                    "-m", "x"], cwd=tree, check=True)
+    cp = cli(tmp_path, "fetch", "--source", str(tree))
+    assert cp.returncode == 4 and "xsched-llama needs 0c1e57098bba" in error_line(cp)
+    assert leftovers(tmp_path) == []
+
+
+def test_plain_tree_without_commit(tmp_path: Path) -> None:
+    (tmp_path / "plain").mkdir()
+    cp = cli(tmp_path, "fetch", "--source", str(tmp_path / "plain"))
+    assert cp.returncode == 4 and "--assume-commit" in error_line(cp)
+
+
+def test_missing_compiler(tmp_path: Path) -> None:
+    cp = cli(tmp_path, "build", env={"CXX": "/nonexistent/c++"})
+    assert cp.returncode == 7 and "no C++ compiler" in error_line(cp)
+    assert leftovers(tmp_path) == []
+
+
+def test_missing_gpu_for_cuda_arch_detection(tmp_path: Path) -> None:
+    cp = cli(tmp_path, "build", "--cuda", env={"PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin"})
+    if cp.returncode == 0:
+        pytest.skip("this machine has a GPU")
+    assert cp.returncode == 7 and "--cuda-arch" in error_line(cp)
+
+
+def test_no_disk_space(tmp_path: Path) -> None:
+    cp = cli(tmp_path, "build", env={"XSCHED_LLAMA_MIN_FREE_GB": "1e9"})
+    assert cp.returncode == 8 and "GB free" in error_line(cp)
+    assert leftovers(tmp_path) == []
+
+
+def test_cache_dir_flag_and_cachedir_tag(tmp_path: Path) -> None:
+    cp = cli(tmp_path, "--cache-dir", str(tmp_path / "other"), "model", "list", "--json")
+    assert cp.returncode == 0 and '"smollm2-135m"' in cp.stdout
+    assert (tmp_path / "other" / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d172789f06886806bc55")
+
+
+def test_scheduling_args() -> None:
+    assert server.scheduling_args(["high:10:1:2", "0:1:4"], None, "hpf") == \
+        ["--instances", "10:1:2,0:1:4", "--xsched-policy", "HPF"]
+    assert server.scheduling_args([], "5:2:1,1:1:1", "WRR") == ["--instances", "5:2:1,1:1:1", "--xsched-policy", "WRR"]
+    assert server.scheduling_args() == []
+    with pytest.raises(UsageError):
+        server.scheduling_args([], "1:2", None)
+    with pytest.raises(UsageError):
+        server.scheduling_args([], None, "fifo")
