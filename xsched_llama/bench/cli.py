@@ -9,6 +9,7 @@ import click
 
 from ..errors import UsageError, XschedLlamaError
 from . import report as rpt
+from .errors import BenchError
 from .runner import run_all
 from .scenarios import SCENARIOS, BenchParams
 from .servers import ServerOptions, find_binary, plan
@@ -94,7 +95,7 @@ def bench(model: Optional[str], scenario_names: tuple[str, ...], builds: str, ou
     doc, _ = run_all(specs, params, out, model_path, cuda, log, startup_timeout=startup_timeout)
     _summary(doc, out)
     if doc["errors"]:
-        raise XschedLlamaError(f"{len(doc['errors'])} scenario(s) failed: {doc['errors'][0]}")
+        raise BenchError(f"{len(doc['errors'])} failure(s), report written; first: {doc['errors'][0]}")
     if strict and any(r["pass"] is False for r in doc["targets"]):
         sys.exit(1)
 

@@ -1,0 +1,89 @@
+"""scripts/test_llamacpp.sh and scripts/test_wrr.sh on bad input: one-line error, exit status 2.
+
+No llama build is needed: the "servers" here are a closed port and a plain HTTP server.
+"""
+from __future__ import annotations
+
+import http.server
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from xsched_llama.server import free_port
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+NAMES = ["test_llamacpp.sh", "test_wrr.sh"]
+
+
+def run(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(SCRIPTS / name), *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def one_line_error(cp: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert cp.returncode == 2, cp
+    assert cp.stdout == ""
+    lines = cp.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), cp.stderr
+    for n in needles:
+        assert n in lines[0]
+
+
+@pytest.fixture(scope="module")
+def not_llama() -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 that answers 404 to everything (not a llama-server)."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_help(name: str) -> None:
+    cp = run(name, "--help")
+    assert cp.returncode == 0 and cp.stdout.startswith("usage: ")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_server_not_running(name: str) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    one_line_error(run(name, "--url", url), "no llama-server answering at " + url)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_url_from_environment(name: str) -> None:
+    import os
+    url = f"http://127.0.0.1:{free_port()}"
+    one_line_error(run(name, env={**os.environ, "XSCHED_LLAMA_URL": url}), url)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wrong_url(name: str) -> None:
+    one_line_error(run(name, "--url", "http://no-such-host.invalid:8080"), "no llama-server answering")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_not_a_llama_server(name: str, not_llama: str) -> None:
+    one_line_error(run(name, "--url", not_llama), "HTTP 404")
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("args,needle", [
+    (["--frobnicate"], "unknown option '--frobnicate'"),
+    (["--tokens", "many"], "--tokens needs an integer"),
+    (["--tokens", "0"], "--tokens must be at least 1"),
+    (["--timeout", "-3"], "--timeout needs a number"),
+    (["--url"], "--url needs a value"),
+])
+def test_bad_options(name: str, args: list[str], needle: str) -> None:
+    one_line_error(run(name, *args), needle)
