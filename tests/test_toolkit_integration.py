@@ -1,0 +1,80 @@
+"""End to end: the patched CPU llama-server built from the pinned source answers over HTTP."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from xsched_llama import build, server
+
+pytestmark = pytest.mark.slow
+
+
+def test_patched_server_completes(patched_cpu_server: Path, default_model: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(patched_cpu_server, ["-m", default_model, "-c", "512", "-t", "2"])
+    r = srv.post("/completion", {"prompt": "The capital of France is", "n_predict": 8})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["tokens_predicted"] == 8 and body["content"].strip()
+
+
+def test_vanilla_server_completes(vanilla_cpu_server: Path, default_model: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(vanilla_cpu_server, ["-m", default_model, "-c", "512", "-t", "2"])
+    r = srv.post("/completion", {"prompt": "Hello", "n_predict": 4})
+    assert r.status_code == 200 and r.json()["tokens_predicted"] == 4
+
+
+def test_second_build_is_cached_and_cli_json(patched_cpu_server: Path, toolkit_cache: Path) -> None:
+    summary = build.build(build.BuildOptions(), cache=toolkit_cache)
+    assert summary["cached"] and summary["binaries"]["llama-server"] == str(patched_cpu_server)
+    cp = subprocess.run([sys.executable, "-m", "xsched_llama", "--cache-dir", str(toolkit_cache), "build", "--json"],
+                        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
+    assert cp.returncode == 0, cp.stderr
+    data = json.loads(cp.stdout)
+    assert data["cached"] and data["commit"] == "0c1e57098bba43ac29e6e3b677cdceebdd22334f"
+    assert Path(data["binaries"]["llama-server"]).is_file() and Path(data["log"]).is_file()
+
+
+def test_serve_stops_cleanly_on_ctrl_c(patched_cpu_server: Path, default_model: Path, toolkit_cache: Path) -> None:
+    port = server.free_port()
+    p = subprocess.Popen([sys.executable, "-m", "xsched_llama", "--cache-dir", str(toolkit_cache), "serve",
+                          "--port", str(port), "--", "-c", "512", "-t", "1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            assert p.poll() is None, p.stdout.read() if p.stdout else ""
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        r = requests.post(f"http://127.0.0.1:{port}/completion", json={"prompt": "Hi", "n_predict": 2}, timeout=120)
+        assert r.status_code == 200
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=60) == 0
+        with pytest.raises(requests.RequestException):
+            requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.gpu
+def test_cuda_build_serves_on_the_gpu(default_model: Path, toolkit_cache: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+    summary = build.build(build.BuildOptions(cuda=True), cache=toolkit_cache)
+    srv = start_server(Path(summary["binaries"]["llama-server"]), ["-m", default_model, "-ngl", "99"])
+    r = srv.post("/completion", {"prompt": "Hello", "n_predict": 8})
+    assert r.status_code == 200 and r.json()["tokens_predicted"] == 8
+    assert "CUDA" in srv.log_text()
+
+
