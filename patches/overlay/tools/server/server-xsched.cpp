@@ -1,0 +1,388 @@
+// server-xsched.cpp: see server-xsched.h.
+#include "server-xsched.h"
+
+#include "log.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cctype>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+
+#ifdef LLAMA_SERVER_XSCHED
+#include "xsched/xsched.h"
+#endif
+
+static std::string allowed_priorities() {
+    return "an integer in [" + std::to_string(SERVER_PRIORITY_MIN) + ", " + std::to_string(SERVER_PRIORITY_MAX) + "]";
+}
+
+std::string server_header(const server_http_req & req, const std::string & name) {
+    for (const auto & [key, value] : req.headers) {
+        if (key.size() == name.size() &&
+            std::equal(key.begin(), key.end(), name.begin(), [](char a, char b) {
+                return std::tolower((unsigned char) a) == std::tolower((unsigned char) b);
+            })) {
+            return value;
+        }
+    }
+    return "";
+}
+
+static int32_t check_priority(int64_t value, const char * source) {
+    if (value < SERVER_PRIORITY_MIN || value > SERVER_PRIORITY_MAX) {
+        throw std::invalid_argument(std::string("invalid ") + source + " " + std::to_string(value) +
+                                    ": must be " + allowed_priorities());
+    }
+    return (int32_t) value;
+}
+
+std::optional<int32_t> server_request_priority(const server_http_req & req) {
+    // the body wins over the header; the raw body is read because some API
+    // converters (e.g. /v1/messages) drop unknown fields
+    const json body = json::parse_no_throw(req.body);
+    if (body.is_object() && body.contains("priority") && !body.at("priority").is_null()) {
+        const json & p = body.at("priority");
+        // the range check goes through double: a huge integer must not wrap into the range
+        if (!p.is_number_integer() || p.get<double>() < SERVER_PRIORITY_MIN || p.get<double>() > SERVER_PRIORITY_MAX) {
+            throw std::invalid_argument("invalid \"priority\" " + p.dump() + ": must be " + allowed_priorities());
+        }
+        return check_priority(p.get<int64_t>(), "\"priority\"");
+    }
+    const std::string h = server_header(req, "X-Priority");
+    if (h.empty()) {
+        return std::nullopt;
+    }
+    size_t pos = 0;
+    int64_t v = 0;
+    try {
+        v = std::stoll(h, &pos, 10);
+    } catch (const std::exception &) {
+        pos = 0;
+    }
+    if (pos == 0 || pos != h.size() || !(std::isdigit((unsigned char) h[0]) || h[0] == '-' || h[0] == '+')) {
+        throw std::invalid_argument("invalid X-Priority header '" + h + "': must be " + allowed_priorities());
+    }
+    return check_priority(v, "X-Priority header");
+}
+
+size_t server_pick_instance(const std::vector<server_instance_load> & insts, std::optional<int32_t> priority) {
+    GGML_ASSERT(!insts.empty());
+    const int32_t want = priority.value_or(SERVER_PRIORITY_DEFAULT);
+
+    // the level: the highest priority <= want, else the lowest priority
+    bool found = false;
+    int32_t level = 0;
+    int32_t lowest = insts[0].priority;
+    for (const auto & inst : insts) {
+        lowest = std::min(lowest, inst.priority);
+        if (inst.priority <= want && (!found || inst.priority > level)) {
+            level = inst.priority;
+            found = true;
+        }
+    }
+    if (!found) {
+        level = lowest;
+    }
+
+    size_t best = insts.size();
+    for (size_t i = 0; i < insts.size(); i++) {
+        if (insts[i].priority == level && (best == insts.size() || insts[i].n_pending < insts[best].n_pending)) {
+            best = i;
+        }
+    }
+    return best;
+}
+
+std::string server_metrics_merge(const std::vector<std::string> & texts, const std::vector<std::string> & labels) {
+    GGML_ASSERT(texts.size() == labels.size());
+    struct family {
+        std::vector<std::string> meta;    // HELP / TYPE lines
+        std::vector<std::string> samples;
+    };
+    std::vector<std::string> order;
+    std::map<std::string, family> families;
+
+    auto family_of = [&](const std::string & name) -> family & {
+        auto it = families.find(name);
+        if (it == families.end()) {
+            order.push_back(name);
+            it = families.emplace(name, family{}).first;
+        }
+        return it->second;
+    };
+
+    for (size_t i = 0; i < texts.size(); i++) {
+        std::istringstream in(texts[i]);
+        std::string line;
+        while (std::getline(in, line)) {
+            if (line.empty()) {
+                continue;
+            }
+            if (line.rfind("# ", 0) == 0) {
+                // "# HELP name ..." or "# TYPE name ..."
+                std::istringstream ls(line.substr(2));
+                std::string kind, name;
+                ls >> kind >> name;
+                family & f = family_of(name);
+                if (i == 0 || f.meta.size() < 2) {
+                    if (std::find(f.meta.begin(), f.meta.end(), line) == f.meta.end()) {
+                        f.meta.push_back(line);
+                    }
+                }
+                continue;
+            }
+            const size_t brace = line.find('{');
+            const size_t space = line.find(' ');
+            const size_t end_name = std::min(brace, space);
+            if (end_name == std::string::npos) {
+                continue;
+            }
+            const std::string name = line.substr(0, end_name);
+            std::string sample;
+            if (brace != std::string::npos && brace < space) {
+                sample = name + "{" + labels[i] + "," + line.substr(brace + 1);
+            } else {
+                sample = name + "{" + labels[i] + "}" + line.substr(end_name);
+            }
+            family_of(name).samples.push_back(sample);
+        }
+    }
+
+    std::string out;
+    for (const auto & name : order) {
+        const family & f = families.at(name);
+        for (const auto & l : f.meta) {
+            out += l + "\n";
+        }
+        for (const auto & l : f.samples) {
+            out += l + "\n";
+        }
+    }
+    return out;
+}
+
+bool server_xsched_admin_allowed(const server_http_req & req, const std::string & admin_key, std::string & why) {
+    if (!admin_key.empty()) {
+        if (server_header(req, "X-Admin-Key") == admin_key) {
+            return true;
+        }
+        why = "POST /xsched requires the header X-Admin-Key with the key given by --xsched-admin-key";
+        return false;
+    }
+    const std::string & addr = req.remote_addr;
+    const bool loopback = addr.rfind("127.", 0) == 0 || addr == "::1" || addr.rfind("::ffff:127.", 0) == 0;
+    if (loopback) {
+        return true;
+    }
+    why = "POST /xsched is allowed only from loopback unless the server was started with --xsched-admin-key";
+    return false;
+}
+
+bool server_instances_prepare(common_params & params, std::string & err) {
+#ifdef LLAMA_SERVER_XSCHED
+    char msg[256] = {0};
+    if (XSchedCheckEnv(msg, sizeof(msg)) != kXSchedSuccess) {
+        err = msg;
+        return false;
+    }
+#endif
+    if (!params.xsched_policy.empty()) {
+        if (server_xsched_available()) {
+            server_xsched_set_policy(params.xsched_policy);
+        } else {
+            LOG_WRN("--xsched-policy %s ignored: llama-server was built without the xsched core (GGML_XQUEUE=OFF)\n",
+                    params.xsched_policy.c_str());
+        }
+    }
+    if (params.server_instances.size() <= 1) {
+        return true;
+    }
+    const size_t n = params.server_instances.size();
+    if (!params.mmproj.path.empty()) {
+        err = string_format("a multimodal projector (--mmproj) cannot be shared by %zu --instances: "
+                            "start without it (--no-mmproj) or with one instance", n);
+        return false;
+    }
+    const bool spec_mtp = std::find(params.speculative.types.begin(), params.speculative.types.end(),
+                                    COMMON_SPECULATIVE_TYPE_DRAFT_MTP) != params.speculative.types.end();
+    if (params.speculative.has_dft() || spec_mtp) {
+        err = string_format("speculative decoding with a draft or MTP model is not supported with %zu --instances "
+                            "(each instance would load its own): remove the draft options or use one instance", n);
+        return false;
+    }
+    if (params.sleep_idle_seconds > 0) {
+        LOG_WRN("--sleep-idle-seconds turned off: sleeping frees the model shared by the %zu instances\n", n);
+        params.sleep_idle_seconds = -1;
+    }
+    if (params.fit_params) {
+        LOG_WRN("memory fitting (-fit) turned off: it sizes one context, the %zu instances have one each; "
+                "size them with -c / -ngl\n", n);
+        params.fit_params = false;
+    }
+    return true;
+}
+
+#ifdef LLAMA_SERVER_XSCHED
+
+static const char * state_name(XQueueState s) {
+    switch (s) {
+        case kQueueStateIdle:  return "idle";
+        case kQueueStateReady: return "ready";
+        default:               return "unknown";
+    }
+}
+
+static std::vector<XQueueInfo> snapshot_rows(XSchedSnapshotInfo & info) {
+    std::vector<XQueueInfo> rows(64);
+    for (int attempt = 0; attempt < 4; attempt++) {
+        size_t written = 0;
+        if (XSchedSnapshot(&info, rows.data(), rows.size(), &written) != kXSchedSuccess) {
+            return {};
+        }
+        if (info.n_queues <= rows.size()) {
+            rows.resize(written);
+            return rows;
+        }
+        rows.resize(info.n_queues + 16);
+    }
+    return {};
+}
+
+bool server_xsched_available() {
+    return true;
+}
+
+json server_xsched_snapshot() {
+    XSchedSnapshotInfo info{};
+    const std::vector<XQueueInfo> rows = snapshot_rows(info);
+    json queues = json::array();
+    for (const auto & r : rows) {
+        queues.push_back({
+            {"name",            std::string(r.name)},
+            {"priority",        r.priority},
+            {"weight",          r.weight},
+            {"state",           state_name(r.state)},
+            {"suspended",       r.suspended != 0},
+            {"active_scopes",   r.active_scopes},
+            {"in_flight",       r.in_flight},
+            {"units",           r.units_launched},
+            {"suspended_us",    r.suspended_us},
+            {"gate_blocked_us", r.gate_blocked_us},
+        });
+    }
+    return {
+        {"available",    true},
+        {"scheduler",    info.scheduler == kSchedulerAppManaged ? "app-managed" : "local"},
+        {"policy",       XPolicyName(info.policy)},
+        {"timeslice_us", info.timeslice_us},
+        {"n_queues",     info.n_queues},
+        {"queues",       queues},
+    };
+}
+
+static std::string prom_escape(const std::string & s) {
+    std::string out;
+    for (char c : s) {
+        if (c == '\\' || c == '"') {
+            out += '\\';
+        }
+        if (c == '\n') {
+            out += "\\n";
+            continue;
+        }
+        out += c;
+    }
+    return out;
+}
+
+std::string server_xsched_metrics() {
+    XSchedSnapshotInfo info{};
+    const std::vector<XQueueInfo> rows = snapshot_rows(info);
+    std::ostringstream out;
+    out << "# HELP xsched:policy Scheduling policy in use (1 for the named one)\n"
+        << "# TYPE xsched:policy gauge\n"
+        << "xsched:policy{policy=\"" << XPolicyName(info.policy) << "\"} 1\n";
+    struct item { const char * name; const char * type; const char * help; };
+    const item items[] = {
+        {"queue_ready",            "gauge",   "1 while the queue has work (Ready), 0 when Idle"},
+        {"queue_suspended",        "gauge",   "1 while the scheduler holds the queue back"},
+        {"queue_in_flight",        "gauge",   "Units launched and not known complete"},
+        {"queue_units_total",      "counter", "Units admitted by the gate"},
+        {"queue_suspended_seconds_total",    "counter", "Time the queue spent suspended"},
+        {"queue_gate_blocked_seconds_total", "counter", "Time callers spent blocked in the gate"},
+    };
+    for (const auto & it : items) {
+        out << "# HELP xsched:" << it.name << " " << it.help << "\n"
+            << "# TYPE xsched:" << it.name << " " << it.type << "\n";
+        for (const auto & r : rows) {
+            double v = 0;
+            const std::string n = it.name;
+            if (n == "queue_ready")                         v = r.state == kQueueStateReady ? 1 : 0;
+            else if (n == "queue_suspended")                v = r.suspended ? 1 : 0;
+            else if (n == "queue_in_flight")                v = (double) r.in_flight;
+            else if (n == "queue_units_total")              v = (double) r.units_launched;
+            else if (n == "queue_suspended_seconds_total")  v = r.suspended_us / 1e6;
+            else                                            v = r.gate_blocked_us / 1e6;
+            out << "xsched:" << it.name << "{queue=\"" << prom_escape(r.name) << "\",priority=\"" << r.priority
+                << "\",weight=\"" << r.weight << "\"} " << v << "\n";
+        }
+    }
+    return out.str();
+}
+
+void server_xsched_set_policy(const std::string & name) {
+    XPolicyType policy = kPolicyUnknown;
+    if (XPolicyFromName(name.c_str(), &policy) != kXSchedSuccess) {
+        throw std::invalid_argument("invalid policy '" + name + "': allowed HPF, WRR, NONE");
+    }
+    const XResult r = XHintSetScheduler(kSchedulerLocal, policy);
+    if (r != kXSchedSuccess) {
+        throw std::runtime_error("the scheduler refused policy " + name + " (XResult " + std::to_string((int) r) + ")");
+    }
+}
+
+void server_xsched_set_timeslice(int64_t timeslice_us) {
+    if (XHintTimeslice(timeslice_us) != kXSchedSuccess) {
+        throw std::invalid_argument("invalid timeslice_us " + std::to_string(timeslice_us) + ": allowed [100, 10000000]");
+    }
+}
+
+#else // !LLAMA_SERVER_XSCHED
+
+bool server_xsched_available() {
+    return false;
+}
+
+json server_xsched_snapshot() {
+    return {
+        {"available",    false},
+        {"policy",       "NONE"},
+        {"timeslice_us", 0},
+        {"n_queues",     0},
+        {"queues",       json::array()},
+    };
+}
+
+std::string server_xsched_metrics() {
+    return "";
+}
+
+void server_xsched_set_policy(const std::string & name) {
+    std::string v = name;
+    std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return (char) std::toupper(c); });
+    if (v != "HPF" && v != "WRR" && v != "NONE") {
+        throw std::invalid_argument("invalid policy '" + name + "': allowed HPF, WRR, NONE");
+    }
+    LOG_WRN("policy %s ignored: llama-server was built without the xsched core (GGML_XQUEUE=OFF)\n", v.c_str());
+}
+
+void server_xsched_set_timeslice(int64_t timeslice_us) {
+    if (timeslice_us < 100 || timeslice_us > 10000000) {
+        throw std::invalid_argument("invalid timeslice_us " + std::to_string(timeslice_us) + ": allowed [100, 10000000]");
+    }
+    LOG_WRN("timeslice %lld us ignored: llama-server was built without the xsched core (GGML_XQUEUE=OFF)\n", (long long) timeslice_us);
+}
+
+#endif

@@ -1,0 +1,160 @@
+"""llama-server with prioritised instances under load: many mixed requests, cancellation, shutdown.
+
+Every request carries a unique marker in its prompt and its own n_predict (with ignore_eos), so a
+response that belongs to another request, or a lost or doubled one, is detected.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from xsched_llama.server import ServerProcess
+
+from test_server_instances import common_args, server_binary  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.slow
+
+LEVELS = {10: 0, 5: 1, 0: 2}  # priority -> instance of --instances 10:1:2,5:1:2,0:1:2
+
+
+@pytest.fixture(scope="module")
+def srv(server_binary: Path, default_model: Path,  # noqa: F811
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    tmp = tmp_path_factory.mktemp("srv-concurrency")
+    args = [*common_args(default_model), "--instances", "10:1:2,5:1:2,0:1:2"]
+    with ServerProcess(server_binary, args, log_path=tmp / "server.log") as s:
+        yield s
+
+
+def one_request(srv: ServerProcess, i: int) -> dict[str, Any]:
+    """one_request() sends request i (endpoint, streaming and priority vary with i) and checks its answer."""
+    priority = list(LEVELS)[i % 3]
+    n_predict = 1 + i % 4
+    marker = f"item{i:03d}"
+    kind = i % 4
+    if kind in (0, 1):  # /completion, streaming when kind == 1
+        body = {"prompt": f"Repeat {marker} {marker}", "n_predict": n_predict, "ignore_eos": True,
+                "priority": priority, "stream": kind == 1, "temperature": 0}
+        r = srv.post("/completion", body, stream=kind == 1, timeout=600)
+        assert r.status_code == 200, r.text
+        if kind == 1:
+            events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith(b"data: ")]
+            final = events[-1]
+            assert final["stop"] is True
+            assert sum(1 for e in events if not e["stop"]) + (1 if final.get("content") else 0) >= 1
+        else:
+            final = r.json()
+        assert marker in final["prompt"]
+        assert final["tokens_predicted"] == n_predict
+    elif kind == 2:  # OAI chat, header priority
+        body = {"messages": [{"role": "user", "content": f"Say {marker}"}], "max_tokens": n_predict,
+                "ignore_eos": True, "temperature": 0}
+        r = srv.post("/v1/chat/completions", body, headers={"X-Priority": str(priority)}, timeout=600)
+        assert r.status_code == 200, r.text
+        assert r.json()["usage"]["completion_tokens"] == n_predict
+    else:  # OAI completions, streaming
+        body = {"prompt": f"Echo {marker}", "max_tokens": n_predict, "ignore_eos": True, "stream": True,
+                "priority": priority, "stream_options": {"include_usage": True}}
+        r = srv.post("/v1/completions", body, stream=True, timeout=600)
+        assert r.status_code == 200, r.text
+        lines = [line for line in r.iter_lines() if line.startswith(b"data: ")]
+        assert lines[-1] == b"data: [DONE]"
+        usage = [json.loads(x[6:])["usage"] for x in lines[:-1] if json.loads(x[6:]).get("usage")]
+        assert usage and usage[-1]["completion_tokens"] == n_predict
+    assert int(r.headers["X-Instance"]) == LEVELS[priority]
+    return {"i": i, "instance": int(r.headers["X-Instance"])}
+
+
+def test_mixed_priority_load(srv: ServerProcess) -> None:
+    n = 60
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda i: one_request(srv, i), range(n)))
+    assert sorted(r["i"] for r in results) == list(range(n))  # none lost, none doubled
+    per_instance = {inst: sum(1 for r in results if r["instance"] == inst) for inst in range(3)}
+    assert per_instance == {0: 20, 1: 20, 2: 20}
+    # every instance is idle again and counted its requests
+    slots = srv.get("/slots").json()
+    assert all(not s["is_processing"] for s in slots)
+    metrics = srv.get("/metrics").text
+    for inst in range(3):
+        assert f'llamacpp:n_decode_total{{instance="{inst}"' in metrics
+
+
+def wait_idle(srv: ServerProcess, deadline_s: float = 60.0) -> list[dict[str, Any]]:
+    end = time.monotonic() + deadline_s
+    while True:
+        slots = srv.get("/slots").json()
+        if not any(s["is_processing"] for s in slots) or time.monotonic() > end:
+            return slots
+        time.sleep(0.2)
+
+
+def test_cancel_while_running(srv: ServerProcess) -> None:
+    # long streaming requests on every instance, closed by the client after the first chunk
+    def start_and_drop(priority: int) -> None:
+        body = {"prompt": "Count: 1 2 3", "n_predict": 4000, "ignore_eos": True, "stream": True,
+                "priority": priority}
+        with requests.post(srv.url + "/completion", json=body, stream=True, timeout=600) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if line.startswith(b"data: "):
+                    break  # leaving the block closes the connection
+
+    threads = [threading.Thread(target=start_and_drop, args=(p,)) for p in (10, 5, 0, 0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    slots = wait_idle(srv)
+    assert not any(s["is_processing"] for s in slots), slots
+    # the server still serves every level
+    for p, inst in LEVELS.items():
+        r = srv.post("/completion", {"prompt": "ok", "n_predict": 1, "priority": p})
+        assert int(r.headers["X-Instance"]) == inst
+
+
+def test_shutdown_while_running(server_binary: Path, default_model: Path, tmp_path: Path) -> None:  # noqa: F811
+    args = [*common_args(default_model), "--instances", "10:1:1,0:1:2"]
+    s = ServerProcess(server_binary, args, log_path=tmp_path / "server.log")
+    s.start()
+    outcomes: list[str] = []
+
+    def long_request(priority: int) -> None:
+        body = {"prompt": "Count: 1 2 3", "n_predict": 100000, "ignore_eos": True, "stream": True,
+                "priority": priority}
+        try:
+            with requests.post(s.url + "/completion", json=body, stream=True, timeout=600) as r:
+                for _ in r.iter_lines():
+                    pass
+            outcomes.append("closed")
+        except (requests.RequestException, socket.error):
+            outcomes.append("error")
+
+    threads = [threading.Thread(target=long_request, args=(p,)) for p in (10, 0, 0)]
+    for t in threads:
+        t.start()
+    # wait until every instance is generating
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        if sum(1 for x in s.get("/slots").json() if x["is_processing"]) == 3:
+            break
+        time.sleep(0.2)
+    assert s.proc is not None
+    s.proc.send_signal(signal.SIGINT)
+    rc = s.proc.wait(timeout=60)  # a liveness bound, not a speed figure
+    for t in threads:
+        t.join(60)
+    assert rc == 0, s.log_tail()
+    assert len(outcomes) == 3  # every client was let go
+    assert "cleaning up before exit" in s.log_text()

@@ -1,0 +1,299 @@
+"""llama-server with prioritised instances (patches 0005/0006): routing, 400s, aggregation, /xsched.
+
+One server for the module: three levels, `--instances 10:1:2,5:2:1,0:1:2`, on the default model.
+Routing rules under test (docs/server.md): no priority -> priority 0; a priority without an instance of
+its own -> the nearest lower level; below every level -> the lowest level; the body's `priority` wins
+over the `X-Priority` header; a non-integer or out-of-range value -> HTTP 400.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from xsched_llama.server import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+INSTANCES = "10:1:2,5:2:1,0:1:2"
+ADMIN_KEY = "s3cret-admin"
+
+
+@pytest.fixture(scope="session")
+def server_binary(request: pytest.FixtureRequest) -> Path:
+    """The patched CPU llama-server (XSCHED_LLAMA_TEST_SERVER overrides it for local work)."""
+    override = os.environ.get("XSCHED_LLAMA_TEST_SERVER")
+    if override:
+        return Path(override)
+    return Path(request.getfixturevalue("patched_cpu_server"))
+
+
+def common_args(model: Path) -> list[str]:
+    return ["-m", str(model), "-c", "1024", "-t", "1", "-tb", "1", "--no-warmup", "--metrics"]
+
+
+@pytest.fixture(scope="module")
+def srv(server_binary: Path, default_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    tmp = tmp_path_factory.mktemp("srv-instances")
+    slots_dir = tmp / "slots"
+    slots_dir.mkdir()
+    args = [*common_args(default_model), "--instances", INSTANCES, "--slot-save-path", str(slots_dir)]
+    with ServerProcess(server_binary, args, log_path=tmp / "server.log") as s:
+        yield s
+
+
+def complete(srv: ServerProcess, path: str = "/completion", headers: dict[str, str] | None = None,
+             **body: Any) -> requests.Response:
+    payload: dict[str, Any] = {"n_predict": 2, "temperature": 0}
+    if path in ("/completion", "/completions", "/v1/completions", "/infill"):
+        payload["prompt"] = "Hello"
+    else:
+        payload["messages"] = [{"role": "user", "content": "Hello"}]
+        payload["max_tokens"] = 2
+    if path == "/v1/messages":
+        payload["model"] = "x"
+    payload.update(body)
+    return srv.post(path, payload, headers=headers or {})
+
+
+def instance_of(r: requests.Response) -> int:
+    assert r.status_code == 200, r.text
+    return int(r.headers["X-Instance"])
+
+
+@pytest.mark.parametrize("priority,expected", [
+    (10, 0), (255, 0), (11, 0),   # exact, and above the top level -> top level
+    (5, 1), (9, 1), (6, 1),       # nearest lower level
+    (0, 2), (4, 2), (1, 2),
+    (-1, 2), (-255, 2),           # below every level -> the lowest level
+])
+def test_priority_routes_to_instance(srv: ServerProcess, priority: int, expected: int) -> None:
+    r = complete(srv, priority=priority)
+    assert instance_of(r) == expected
+    assert int(r.headers["X-Instance-Priority"]) == [10, 5, 0][expected]
+
+
+def test_no_priority_uses_priority_zero(srv: ServerProcess) -> None:
+    assert instance_of(complete(srv)) == 2
+
+
+def test_header_and_body(srv: ServerProcess) -> None:
+    assert instance_of(complete(srv, headers={"X-Priority": "10"})) == 0
+    assert instance_of(complete(srv, headers={"x-priority": "5"})) == 1
+    # the body wins over the header
+    assert instance_of(complete(srv, headers={"X-Priority": "10"}, priority=0)) == 2
+
+
+@pytest.mark.parametrize("path", [
+    "/completion", "/completions", "/v1/completions", "/v1/chat/completions", "/chat/completions",
+    "/v1/responses", "/v1/messages",
+])
+def test_every_completion_endpoint_routes(srv: ServerProcess, path: str) -> None:
+    body: dict[str, Any] = {"priority": 10}
+    if path == "/v1/responses":
+        body = {"priority": 10, "input": "Hello", "max_output_tokens": 2}
+    r = complete(srv, path, **body)
+    assert instance_of(r) == 0, path
+    r = complete(srv, path, **{**body, "priority": 5})
+    assert instance_of(r) == 1, path
+
+
+@pytest.mark.parametrize("path", ["/completion", "/v1/chat/completions", "/v1/messages", "/embedding",
+                                  "/v1/embeddings"])
+@pytest.mark.parametrize("bad", ["10", 1.5, True, 256, -256, 10**20, [1], {"p": 1}])
+def test_bad_priority_is_400(srv: ServerProcess, path: str, bad: Any) -> None:
+    body: dict[str, Any] = {"priority": bad}
+    if "embedding" in path:
+        body["input"] = "Hello"
+    r = complete(srv, path, **body) if "embedding" not in path else srv.post(path, body)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error"
+    assert "[-255, 255]" in err["message"]
+
+
+@pytest.mark.parametrize("bad", ["high", "1.5", "", "3 4", "999", "0x10", "-"])
+def test_bad_priority_header_is_400(srv: ServerProcess, bad: str) -> None:
+    r = complete(srv, headers={"X-Priority": bad})
+    if bad == "":
+        assert r.status_code == 200  # an empty header is no header
+        return
+    assert r.status_code == 400, r.text
+    assert "X-Priority" in r.json()["error"]["message"]
+
+
+def test_stream_routes_and_tags(srv: ServerProcess) -> None:
+    r = srv.post("/completion", {"prompt": "Hi", "n_predict": 3, "stream": True, "priority": 5}, stream=True)
+    assert r.status_code == 200
+    assert r.headers["X-Instance"] == "1"
+    chunks = [line for line in r.iter_lines() if line.startswith(b"data: ")]
+    assert chunks
+
+
+def test_props_lists_instances(srv: ServerProcess) -> None:
+    props = srv.get("/props").json()
+    assert props["total_slots"] == 5
+    got = [(i["id"], i["priority"], i["weight"], i["n_slots"]) for i in props["instances"]]
+    assert got == [(0, 10, 1, 2), (1, 5, 2, 1), (2, 0, 1, 2)]
+
+
+def test_health_ok(srv: ServerProcess) -> None:
+    assert srv.get("/health").json() == {"status": "ok"}
+
+
+def test_slots_tagged_with_instance(srv: ServerProcess) -> None:
+    complete(srv, priority=5, prompt="slot marker for instance one", n_predict=1)
+    slots = srv.get("/slots").json()
+    assert [(s["instance"], s["priority"], s["id"]) for s in slots] == [
+        (0, 10, 0), (0, 10, 1), (1, 5, 0), (2, 0, 0), (2, 0, 1)]
+    only = srv.get("/slots", params={"instance": 1}).json()
+    assert [(s["instance"], s["id"]) for s in only] == [(1, 0)]
+    assert [s["instance"] for s in srv.get("/slots", params={"priority": 7}).json()] == [1]
+    assert srv.get("/slots", params={"instance": 3}).status_code == 400
+
+
+def test_slot_actions_take_instance(srv: ServerProcess) -> None:
+    r = srv.post("/slots/0?action=erase&instance=1", {})
+    assert r.status_code == 200, r.text
+    assert r.json()["id_slot"] == 0
+    r = srv.post("/slots/0?action=save&priority=10", {"filename": "inst0.bin"})
+    assert r.status_code == 200, r.text
+    assert srv.post("/slots/0?action=erase&instance=x", {}).status_code == 400
+    assert srv.post("/slots/0?action=erase&priority=300", {}).status_code == 400
+
+
+def test_metrics_per_instance(srv: ServerProcess) -> None:
+    for p in (10, 5, 0):
+        complete(srv, priority=p)
+    text = srv.get("/metrics").text
+    for inst, prio in ((0, 10), (1, 5), (2, 0)):
+        m = re.search(rf'^llamacpp:tokens_predicted_total{{instance="{inst}",priority="{prio}"}} (\S+)$', text, re.M)
+        assert m, text
+        assert float(m.group(1)) >= 1
+    # one HELP/TYPE per family (a valid Prometheus exposition)
+    assert text.count("# TYPE llamacpp:tokens_predicted_total ") == 1
+    if srv.get("/xsched").json()["available"]:
+        assert "xsched:queue_units_total{" in text
+
+
+def test_xsched_get(srv: ServerProcess) -> None:
+    snap = srv.get("/xsched").json()
+    assert [(i["id"], i["priority"], i["weight"]) for i in snap["instances"]] == [(0, 10, 1), (1, 5, 2), (2, 0, 1)]
+    assert snap["policy"] in ("HPF", "WRR", "NONE")
+    assert isinstance(snap["queues"], list)
+    if snap["available"]:
+        names = [q["name"] for q in snap["queues"]]
+        for i in range(3):
+            assert any(n.startswith(f"inst{i}") for n in names), names
+        for q in snap["queues"]:
+            assert set(q) >= {"name", "priority", "weight", "state", "suspended", "in_flight", "units", "suspended_us"}
+
+
+def test_xsched_post_priority_changes_routing(srv: ServerProcess) -> None:
+    r = srv.post("/xsched", {"instance": 1, "priority": 7, "weight": 3})
+    assert r.status_code == 200, r.text
+    assert r.json()["instances"][1]["priority"] == 7
+    try:
+        assert instance_of(complete(srv, priority=7)) == 1
+        assert instance_of(complete(srv, priority=6)) == 2  # 6 is now below instance 1's level
+        if r.json()["available"]:
+            rows = [q for q in r.json()["queues"] if q["name"].startswith("inst1")]
+            assert rows and all(q["priority"] == 7 and q["weight"] == 3 for q in rows)
+    finally:
+        srv.post("/xsched", {"instance": 1, "priority": 5, "weight": 2})
+
+
+@pytest.mark.parametrize("body", [
+    {"instance": 9, "priority": 1}, {"instance": 0, "priority": 300}, {"instance": 0, "weight": 0},
+    {"instance": 0}, {"priority": 3}, {"policy": "FIFO"}, {"timeslice_us": 5}, {"nope": 1}, [1],
+])
+def test_xsched_post_bad_input_is_400(srv: ServerProcess, body: Any) -> None:
+    r = srv.post("/xsched", body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert [i["priority"] for i in srv.get("/xsched").json()["instances"]] == [10, 5, 0]
+
+
+def test_xsched_post_policy(srv: ServerProcess) -> None:
+    before = srv.get("/xsched").json()
+    r = srv.post("/xsched", {"policy": "wrr"})
+    if not before["available"]:
+        assert r.status_code == 501
+        return
+    assert r.status_code == 200, r.text
+    assert r.json()["policy"] == "WRR"
+    assert srv.post("/xsched", {"policy": before["policy"]}).json()["policy"] == before["policy"]
+
+
+def test_admin_key_required(server_binary: Path, default_model: Path, tmp_path: Path) -> None:
+    args = [*common_args(default_model), "--instances", "1,0", "--xsched-admin-key", ADMIN_KEY]
+    with ServerProcess(server_binary, args, log_path=tmp_path / "server.log") as s:
+        r = s.post("/xsched", {"instance": 1, "weight": 2})
+        assert r.status_code == 401, r.text
+        assert "X-Admin-Key" in r.json()["error"]["message"]
+        r = s.post("/xsched", {"instance": 1, "weight": 2}, headers={"X-Admin-Key": "wrong"})
+        assert r.status_code == 401
+        r = s.post("/xsched", {"instance": 1, "weight": 2}, headers={"X-Admin-Key": ADMIN_KEY})
+        assert r.status_code == 200, r.text
+        assert r.json()["instances"][1]["weight"] == 2
+        assert s.get("/xsched").status_code == 200  # reading needs no key
+
+
+def test_without_instances_one_instance(server_binary: Path, default_model: Path, tmp_path: Path) -> None:
+    with ServerProcess(server_binary, [*common_args(default_model), "-np", "2"],
+                       log_path=tmp_path / "server.log") as s:
+        r = complete(s, priority=200)
+        assert instance_of(r) == 0
+        assert r.json()["content"] is not None
+        props = s.get("/props").json()
+        assert props["total_slots"] == 2
+        assert [(i["priority"], i["n_slots"]) for i in props["instances"]] == [(0, 2)]
+        assert s.get("/xsched").json()["instances"][0]["id"] == 0
+        assert "llamacpp:tokens_predicted_total " in s.get("/metrics").text  # upstream names, no labels
+        assert complete(s, priority="x").status_code == 400
+
+
+@pytest.mark.parametrize("value", ["", "10:0", "300", "a:1", "1:1:0", "1:2:3:4", "1,,2"])
+def test_bad_instances_option_exits(server_binary: Path, default_model: Path, tmp_path: Path, value: str) -> None:
+    s = ServerProcess(server_binary, [*common_args(default_model), "--instances", value],
+                      log_path=tmp_path / "server.log", startup_timeout=60)
+    with pytest.raises(Exception):
+        s.start()
+    assert s.wait() != 0
+    assert "--instances" in s.log_text()
+
+
+def test_bad_policy_option_exits(server_binary: Path, default_model: Path, tmp_path: Path) -> None:
+    s = ServerProcess(server_binary, [*common_args(default_model), "--xsched-policy", "FIFO"],
+                      log_path=tmp_path / "server.log", startup_timeout=60)
+    with pytest.raises(Exception):
+        s.start()
+    assert s.wait() != 0
+    assert "HPF, WRR, NONE" in s.log_text()
+
+
+def test_multimodal_projector_refused(server_binary: Path, default_model: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "mmproj.gguf"
+    fake.write_bytes(b"GGUF")
+    s = ServerProcess(server_binary, [*common_args(default_model), "--instances", "1,0", "--mmproj", str(fake)],
+                      log_path=tmp_path / "server.log", startup_timeout=60)
+    with pytest.raises(Exception):
+        s.start()
+    assert s.wait() != 0
+    assert "--mmproj" in s.log_text() and "cannot be shared" in s.log_text()
+
+
+def test_embeddings_routed(server_binary: Path, default_model: Path, tmp_path: Path) -> None:
+    args = [*common_args(default_model), "--instances", "3:1:1,0:1:1", "--embeddings", "--pooling", "mean", "-ub", "512", "-b", "512"]
+    with ServerProcess(server_binary, args, log_path=tmp_path / "server.log") as s:
+        r = s.post("/v1/embeddings", {"input": "hello", "priority": 3})
+        assert instance_of(r) == 0
+        assert len(r.json()["data"][0]["embedding"]) > 0
+        r = s.post("/embedding", {"content": "hello"}, headers={"X-Priority": "1"})
+        assert instance_of(r) == 1
