@@ -134,29 +134,53 @@ inline XQueueInfo Row(XQueueHandle xq) {
 // XT_MAIN runs every test (or the one named in argv[1]) and checks that no
 // queue and no thread outlived it.
 #define XT_MAIN()                                                                                 \
-    int main(int argc, char **argv) {                                                             \
-        int failed = 0;                                                                           \
-        int base_threads = ::xtest::ThreadCount();                                                \
-        for (auto &t : ::xtest::Registry()) {                                                     \
-            if (argc > 1 && std::strcmp(argv[1], t.name) != 0) continue;                          \
-            ::xtest::Failures() = 0;                                                              \
-            auto t0 = std::chrono::steady_clock::now();                                           \
-            t.fn();                                                                               \
-            if (::xtest::LiveQueues() != 0) {                                                     \
-                std::fprintf(stderr, "%s: XQueues leaked\n", t.name);                             \
-                ++::xtest::Failures();                                                            \
-            }                                                                                     \
-            if (!::xtest::WaitFor([&] { return ::xtest::ThreadCount() <= base_threads; }, 5000)) { \
-                std::fprintf(stderr, "%s: threads leaked (%d > %d)\n", t.name,                   \
-                             ::xtest::ThreadCount(), base_threads);                               \
-                ++::xtest::Failures();                                                            \
-            }                                                                                     \
-            double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); \
-            std::printf("%s %s (%.2f s)\n", ::xtest::Failures() ? "FAIL" : "ok  ", t.name, s);   \
-            std::fflush(stdout);                                                                  \
-            if (::xtest::Failures()) ++failed;                                                    \
-        }                                                                                         \
-        return failed ? 1 : 0;                                                                    \
+    int main(int argc, char **argv) { return ::xtest::RunAll(argc, argv); }
+
+namespace xtest {
+
+// WarmUp() creates and destroys one queue so that lazily started runtime
+// threads (e.g. ThreadSanitizer's) exist before thread counts are taken.
+inline void WarmUp() {
+    HwQueueHandle hwq = 0;
+    XQueueHandle xq = 0;
+    if (HostQueueCreate(&hwq) == kXSchedSuccess) {
+        if (XQueueCreate(&xq, hwq, kPreemptLevelBlock, kQueueCreateFlagBlockingSubmit) == kXSchedSuccess) {
+            XQueueGate(xq);
+            XQueueSynchronized(xq);
+            XQueueDestroy(xq);
+        }
+        HwQueueDestroy(hwq);
     }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
+// RunAll() runs every test (or the one named in argv[1]) and checks that no
+// queue and no thread outlived it.
+inline int RunAll(int argc, char **argv) {
+    int failed = 0;
+    WarmUp();
+    for (auto &t : Registry()) {
+        if (argc > 1 && std::strcmp(argv[1], t.name) != 0) continue;
+        Failures() = 0;
+        const int base_threads = ThreadCount();
+        auto t0 = std::chrono::steady_clock::now();
+        t.fn();
+        if (LiveQueues() != 0) {
+            std::fprintf(stderr, "%s: XQueues leaked\n", t.name);
+            ++Failures();
+        }
+        if (!WaitFor([&] { return ThreadCount() <= base_threads; }, 5000)) {
+            std::fprintf(stderr, "%s: threads leaked (%d > %d)\n", t.name, ThreadCount(), base_threads);
+            ++Failures();
+        }
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::printf("%s %s (%.2f s)\n", Failures() ? "FAIL" : "ok  ", t.name, s);
+        std::fflush(stdout);
+        if (Failures()) ++failed;
+    }
+    return failed ? 1 : 0;
+}
+
+}  // namespace xtest
 
 #endif  // XSCHED_TESTS_HARNESS_H_

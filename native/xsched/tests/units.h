@@ -2,6 +2,7 @@
 #ifndef XSCHED_TESTS_UNITS_H_
 #define XSCHED_TESTS_UNITS_H_
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 
@@ -9,12 +10,21 @@
 
 namespace xtest {
 
+// SimDevice is a simulated device shared by several queues: units are placed
+// one after the other on a virtual timeline and a unit completes when its slot
+// ends (sleep_until an absolute time), so CPU contention on a loaded machine
+// delays completions but does not change how much work fits in a time span.
+struct SimDevice {
+    std::mutex mu;
+    std::chrono::steady_clock::time_point free_at{};  // end of the last reserved slot
+};
+
 // Unit is the data of one queue's simulated units: each execution counts and
-// costs cost_us of wall time, optionally holding a shared "device" mutex.
+// costs cost_us (spinning, or a slot on a SimDevice).
 struct Unit {
     std::atomic<uint64_t> executed{0};
     std::atomic<int> cost_us{0};
-    std::mutex *device = nullptr;        // if set, units of all queues sharing it run one at a time
+    SimDevice *device = nullptr;         // if set, units of all queues sharing it run one at a time
     std::atomic<bool> *hold = nullptr;   // if set, a unit waits while *hold is true
 };
 
@@ -25,8 +35,14 @@ inline XResult RunUnit(HwQueueHandle, void *data) {
         while (u->hold->load()) std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
     if (u->device) {
-        std::lock_guard<std::mutex> l(*u->device);
-        SpinUs(u->cost_us.load());
+        std::chrono::steady_clock::time_point end;
+        {
+            std::lock_guard<std::mutex> l(u->device->mu);
+            auto start = std::max(std::chrono::steady_clock::now(), u->device->free_at);
+            end = start + std::chrono::microseconds(u->cost_us.load());
+            u->device->free_at = end;
+        }
+        std::this_thread::sleep_until(end);
         u->executed.fetch_add(1);
     } else {
         if (u->cost_us.load() > 0) SpinUs(u->cost_us.load());
@@ -35,7 +51,8 @@ inline XResult RunUnit(HwQueueHandle, void *data) {
     return kXSchedSuccess;
 }
 
-// HostXQueue is a host HwQueue with its XQueue, destroyed in order.
+// HostXQueue is a host HwQueue with its XQueue, destroyed in order. Declare
+// the Units it runs before it: units may still run until it is destroyed.
 struct HostXQueue {
     HwQueueHandle hwq = 0;
     XQueueHandle xq = 0;

@@ -4,12 +4,12 @@
 using namespace xtest;
 
 TEST(GateAndSynchronize) {
+    Unit u;
     HostXQueue q;
     REQUIRE(q.xq != 0);
     XQueueState s = kQueueStateUnknown;
     CHECK_OK(XQueueQuery(q.xq, &s));
     CHECK(s == kQueueStateIdle);
-    Unit u;
     for (int i = 0; i < 100; ++i) CHECK_OK(q.Launch(&u));
     CHECK_OK(XQueueQuery(q.xq, &s));
     CHECK(s == kQueueStateReady);
@@ -41,11 +41,11 @@ TEST(CreateIsIdempotentAndBound) {
 TEST(ThresholdBatchAccounting) {
     const int64_t configs[][2] = {{4, 2}, {1, 1}, {16, 8}, {5, 5}, {3, 1}};
     for (auto &c : configs) {
+        Unit u;
         HostXQueue q;
         CHECK_OK(XQueueSetLaunchConfig(q.xq, c[0], c[1]));
         XQueueInfo row = Row(q.xq);
         CHECK(row.threshold == c[0] && row.batch_size == c[1]);
-        Unit u;
         uint64_t worst = 0;
         for (int i = 1; i <= 600; ++i) {
             u.cost_us.store(i % 7 == 0 ? 300 : (i % 3) * 20);
@@ -63,10 +63,10 @@ TEST(ThresholdBatchAccounting) {
 
 // A held executor makes the gate block exactly at the threshold.
 TEST(GateBlocksAtThreshold) {
+    Unit u;
     HostXQueue q;
     CHECK_OK(XQueueSetLaunchConfig(q.xq, 4, 2));
     std::atomic<bool> hold{true};
-    Unit u;
     u.hold = &hold;
     for (int i = 0; i < 4; ++i) CHECK_OK(q.Launch(&u));
     std::atomic<bool> done{false};
@@ -85,6 +85,7 @@ TEST(GateBlocksAtThreshold) {
 }
 
 TEST(ActivityScopesNest) {
+    Unit u;
     HostXQueue q;
     XQueueState s;
     CHECK_EQ_RES(XQueueEndActive(q.xq), kXSchedErrorNotAllowed);
@@ -93,7 +94,6 @@ TEST(ActivityScopesNest) {
     CHECK_OK(XQueueQuery(q.xq, &s));
     CHECK(s == kQueueStateReady);
     CHECK(Row(q.xq).active_scopes == 2);
-    Unit u;
     CHECK_OK(q.Launch(&u));
     q.Drain();  // Synchronized inside a scope: stays Ready
     CHECK_OK(XQueueQuery(q.xq, &s));
@@ -134,10 +134,10 @@ TEST(AbortWhileSuspended) {
 }
 
 TEST(AbortWhileWaitingForThreshold) {
+    Unit u;
     HostXQueue q;
     CHECK_OK(XQueueSetLaunchConfig(q.xq, 2, 1));
     std::atomic<bool> hold{true};
-    Unit u;
     u.hold = &hold;
     CHECK_OK(q.Launch(&u));
     CHECK_OK(q.Launch(&u));
@@ -188,10 +188,10 @@ TEST(UserSuspendAccounting) {
 static XResult LaunchUnit(HwQueueHandle hwq, void *data) { return HostQueueLaunch(hwq, &RunUnit, data); }
 
 TEST(AsyncSubmitAndWaitAll) {
+    Unit u;
     HostXQueue q(kQueueCreateFlagNone);
     REQUIRE(q.xq != 0);
     CHECK_OK(XQueueSetLaunchConfig(q.xq, 4, 2));
-    Unit u;
     u.cost_us.store(20);
     for (int i = 0; i < 300; ++i) {
         HwCommandHandle c = 0;
@@ -231,8 +231,8 @@ TEST(AsyncSubmitAndWaitAll) {
 }
 
 TEST(SubmitOnBlockingQueueNotAllowed) {
-    HostXQueue q;
     Unit u;
+    HostXQueue q;
     HwCommandHandle c = 0;
     CHECK_OK(HwCommandCreateCallback(&c, &LaunchUnit, &u));
     CHECK_EQ_RES(XQueueSubmit(q.xq, c), kXSchedErrorNotAllowed);
