@@ -124,11 +124,13 @@ def build(opts: BuildOptions, *, cache: Path | None = None) -> dict[str, Any]:
     cache = cache_dir(cache)
     if opts.cuda and not opts.cuda_arch:
         opts.cuda_arch = detect_cuda_arch()
+        ui.info(f"CUDA architecture {opts.cuda_arch} (detected with nvidia-smi; --cuda-arch overrides)")
     if opts.cuda_arch and not re.fullmatch(r"[0-9a-z;\-]+", opts.cuda_arch):
         raise UsageError(f"bad --cuda-arch {opts.cuda_arch!r}: use e.g. 90 or 80;90")
     tools = _check_tools(opts)
     check_free_space(cache, NEED_FREE_GB, "building llama.cpp")
     jobs = opts.jobs or int(os.environ.get(JOBS_ENV, "0")) or os.cpu_count() or 2
+    ui.info(f"cache {cache}; {jobs} jobs" + ("" if opts.jobs else f" (from ${JOBS_ENV} or the core count)"))
     fetched = fetch_mod.fetch(opts.source, cache=cache)
     commit = str(fetched.manifest["commit"])
     ps = patches.EMPTY if opts.vanilla else patches.load(opts.patches_dir)
