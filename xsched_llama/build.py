@@ -146,7 +146,8 @@ def build(opts: BuildOptions, *, cache: Path | None = None) -> dict[str, Any]:
     src, bdir, log = root / "src", root / "build", root / "build.log"
     root.mkdir(parents=True, exist_ok=True)
     cfg = configure_args(opts, src, bdir, tools, xsched_dir)
-    key_data = {"commit": commit, "patches": ps.digest(), "configure": cfg, "targets": sorted(opts.targets)}
+    key_data = {"commit": commit, "patches": ps.digest(), "configure": cfg, "targets": sorted(opts.targets),
+                "core": native.digest() if xsched_dir is not None else None}
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()
     stamp_path = root / "stamp.json"
     stamp = json.loads(stamp_path.read_text()) if stamp_path.is_file() else {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from .errors import ToolMissingError
@@ -45,3 +46,12 @@ def lib_dir() -> Path:
 def include_dir() -> Path:
     """include_dir() holds the public headers xsched/*.h."""
     return root() / "include"
+
+
+def digest() -> str:
+    """digest() is a SHA-256 over the installed core (library, headers, CMake files): part of a build's cache key."""
+    r = root()
+    h = hashlib.sha256()
+    for p in sorted(q for q in r.rglob("*") if q.is_file() and "patches" not in q.relative_to(r).parts):
+        h.update(p.relative_to(r).as_posix().encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
