@@ -42,15 +42,17 @@ def test_second_build_is_cached_and_cli_json(patched_cpu_server: Path, toolkit_c
     assert Path(data["binaries"]["llama-server"]).is_file() and Path(data["log"]).is_file()
 
 
-def test_serve_stops_cleanly_on_ctrl_c(patched_cpu_server: Path, default_model: Path, toolkit_cache: Path) -> None:
+def test_serve_stops_cleanly_on_ctrl_c(patched_cpu_server: Path, default_model: Path, toolkit_cache: Path,
+                                       tmp_path: Path) -> None:
     port = server.free_port()
+    out = open(tmp_path / "serve.out", "w")
     p = subprocess.Popen([sys.executable, "-m", "xsched_llama", "--cache-dir", str(toolkit_cache), "serve",
                           "--port", str(port), "--", "-c", "512", "-t", "1"],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+                         stdout=out, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            assert p.poll() is None, p.stdout.read() if p.stdout else ""
+            assert p.poll() is None, (tmp_path / "serve.out").read_text()
             try:
                 if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
                     break
@@ -67,6 +69,7 @@ def test_serve_stops_cleanly_on_ctrl_c(patched_cpu_server: Path, default_model: 
         if p.poll() is None:
             p.kill()
             p.wait()
+        out.close()
 
 
 @pytest.mark.gpu
