@@ -143,3 +143,15 @@ def test_plain_tree_needs_assume_commit(tmp_path: Path) -> None:
 def test_unknown_source_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="unknown source"):
         fetch.fetch("svn", cache=tmp_path / "cache")
+
+
+def test_pinned_tree_is_pruned_as_documented(llama_source: Path) -> None:
+    m = json.loads((llama_source.parent / "manifest.json").read_text())
+    assert m["commit"] == "0c1e57098bba43ac29e6e3b677cdceebdd22334f"
+    # the 960 files of integration doc §5.3 (+ models/ggml-vocab-qwen2.gguf), same list as the lead's manual prune
+    assert m["files"] == 960
+    assert m["file_list_sha256"] == "2a8f6f176be7d2d85d8cd7853d59d0a24ef1b86a82c229430c32251ba06faa06"
+    assert (llama_source / "tools" / "server" / "server.cpp").is_file()
+    assert not (llama_source / "tools" / "server" / "tests").exists()
+    size = sum(p.stat().st_size for p in llama_source.rglob("*") if p.is_file())
+    assert 25e6 < size < 40e6
