@@ -13,11 +13,16 @@
 //     write (a few microseconds), i.e. it is an upper bound.
 //     Configurations: plain streams; CUDA stream priorities; xsched gate (HPF,
 //     low threshold T) with and without stream priorities.
+// (a2) Burst completion. Same load; the high side submits 20 back-to-back
+//     full-grid 10 us kernels (like one decode step) and the figure is the time
+//     from the first submit to stream completion, against the same burst alone.
+//     The hardware interleaves streams at kernel boundaries, so without the
+//     gate every high kernel waits behind about one low kernel.
 // (b) Gating overhead. One stream, N back-to-back spin kernels of length L:
 //     ungated vs. XQueueGate before every launch for several thresholds
 //     (batch = T/2), median of 3 runs; also the launching thread's CPU use.
 //
-// Usage: xsched_bench [--quick] [--samples N] [--json PATH]
+// Usage: xsched_bench [--quick] [--overhead-only] [--samples N] [--json PATH]
 #include <cuda_runtime.h>
 #include <sys/resource.h>
 
@@ -116,6 +121,7 @@ struct GatedStream {
 
 struct LatencyResult {
     std::string config;
+    int burst;  // 0: first-kernel start latency; K: completion time of K high kernels
     int kernel_us;
     int threshold;  // 0 = ungated
     bool stream_prio;
@@ -134,8 +140,11 @@ struct OverheadResult {
 
 int g_full_grid = 0;
 
+// MeasureLatency() measures, under a saturating low queue (unless !with_low),
+// either the high unit's start latency (burst == 0) or the completion time of a
+// burst of `burst` back-to-back full-grid 10 us high kernels (a decode step).
 LatencyResult MeasureLatency(const char *name, int kernel_us, bool gated, int threshold, bool stream_prio,
-                             int samples) {
+                             int samples, int burst = 0, bool with_low = true) {
     int least = 0, greatest = 0;
     CK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
     GatedStream low(least, gated, threshold);
@@ -154,23 +163,31 @@ LatencyResult MeasureLatency(const char *name, int kernel_us, bool gated, int th
     const unsigned long long low_ns = kernel_us * 1000ull;
     std::thread low_thread([&] {
         CK(cudaSetDevice(0));
-        while (!stop.load(std::memory_order_relaxed)) {
+        while (with_low && !stop.load(std::memory_order_relaxed)) {
             if (gated && XQueueGate(low.xq) != kXSchedSuccess) continue;
             low.Launch(dim3(g_full_grid), low_ns, nullptr);
         }
     });
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the GPU is busy now
 
-    LatencyResult res{name, kernel_us, gated ? threshold : 0, stream_prio, {}};
+    LatencyResult res{name, burst, kernel_us, gated ? threshold : 0, stream_prio, {}};
     std::mt19937 rng(12345);
     std::uniform_int_distribution<int> gap_us(1000, 5000);
     for (int i = 0; i < samples; ++i) {
         std::this_thread::sleep_for(std::chrono::microseconds(gap_us(rng)));
         *flag = 0;
         auto t0 = Clock::now();
-        if (gated) XK(XQueueGate(high.xq));
-        high.Launch(dim3(1), 10000ull, flag_d);
-        while (*flag == 0) {
+        if (burst == 0) {
+            if (gated) XK(XQueueGate(high.xq));
+            high.Launch(dim3(1), 10000ull, flag_d);
+            while (*flag == 0) {
+            }
+        } else {
+            for (int k = 0; k < burst; ++k) {
+                if (gated) XK(XQueueGate(high.xq));
+                high.Launch(dim3(g_full_grid), 10000ull, nullptr);
+            }
+            CK(cudaStreamSynchronize(high.s));
         }
         auto t1 = Clock::now();
         res.lat_us.push_back(Us(t1 - t0));
@@ -247,18 +264,21 @@ std::vector<OverheadResult> MeasureOverhead(int kernel_us, const std::vector<int
 
 int main(int argc, char **argv) {
     bool quick = false;
+    bool overhead_only = false;
     int samples = 200;
     std::string json_path = "xsched_bench.json";
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--quick")) {
             quick = true;
             samples = 60;
+        } else if (!std::strcmp(argv[i], "--overhead-only")) {
+            overhead_only = true;
         } else if (!std::strcmp(argv[i], "--samples") && i + 1 < argc) {
             samples = std::atoi(argv[++i]);
         } else if (!std::strcmp(argv[i], "--json") && i + 1 < argc) {
             json_path = argv[++i];
         } else {
-            std::fprintf(stderr, "usage: xsched_bench [--quick] [--samples N] [--json PATH]\n");
+            std::fprintf(stderr, "usage: xsched_bench [--quick] [--overhead-only] [--samples N] [--json PATH]\n");
             return 2;
         }
     }
@@ -283,13 +303,23 @@ int main(int argc, char **argv) {
 
     const std::vector<int> lengths = {10, 50, 100};
     std::vector<LatencyResult> lat;
-    for (int L : lengths) {
-        int plain_samples = std::max(10, samples / 4);  // plain streams queue deeply: slow samples
-        lat.push_back(MeasureLatency("plain streams", L, false, 0, false, plain_samples));
+    for (int L : overhead_only ? std::vector<int>{} : lengths) {
+        lat.push_back(MeasureLatency("plain streams", L, false, 0, false, samples));
         lat.push_back(MeasureLatency("stream priorities", L, false, 0, true, samples));
         for (int t : {16, 4}) {
             lat.push_back(MeasureLatency("xsched gate", L, true, t, false, samples));
             lat.push_back(MeasureLatency("xsched gate + stream prio", L, true, t, true, samples));
+        }
+    }
+    constexpr int kBurst = 20;
+    std::vector<LatencyResult> bursts;
+    for (int L : overhead_only ? std::vector<int>{} : lengths) {
+        bursts.push_back(MeasureLatency("alone (no low queue)", L, false, 0, false, samples / 2, kBurst, false));
+        bursts.push_back(MeasureLatency("plain streams", L, false, 0, false, samples / 2, kBurst));
+        bursts.push_back(MeasureLatency("stream priorities", L, false, 0, true, samples / 2, kBurst));
+        for (int t : {16, 4}) {
+            bursts.push_back(MeasureLatency("xsched gate", L, true, t, false, samples / 2, kBurst));
+            bursts.push_back(MeasureLatency("xsched gate + stream prio", L, true, t, true, samples / 2, kBurst));
         }
     }
     std::vector<OverheadResult> ovh;
@@ -301,6 +331,13 @@ int main(int argc, char **argv) {
     std::printf("\n(a) preemption latency, high unit submitted -> its kernel started (us)\n");
     std::printf("%-28s %6s %5s %6s %9s %9s %9s %9s\n", "config", "kern", "T", "n", "P50", "P90", "P99", "max");
     for (auto &r : lat) {
+        std::printf("%-28s %4dus %5d %6zu %9.1f %9.1f %9.1f %9.1f\n", r.config.c_str(), r.kernel_us, r.threshold,
+                    r.lat_us.size(), Pct(r.lat_us, 50), Pct(r.lat_us, 90), Pct(r.lat_us, 99), Pct(r.lat_us, 100));
+    }
+    std::printf("\n(a2) high burst of %d full-grid 10 us kernels: submit of the first -> all complete (us);\n"
+                "     kern = length of the LOW queue's kernels\n", kBurst);
+    std::printf("%-28s %6s %5s %6s %9s %9s %9s %9s\n", "config", "kern", "T", "n", "P50", "P90", "P99", "max");
+    for (auto &r : bursts) {
         std::printf("%-28s %4dus %5d %6zu %9.1f %9.1f %9.1f %9.1f\n", r.config.c_str(), r.kernel_us, r.threshold,
                     r.lat_us.size(), Pct(r.lat_us, 50), Pct(r.lat_us, 90), Pct(r.lat_us, 99), Pct(r.lat_us, 100));
     }
@@ -326,6 +363,17 @@ int main(int argc, char **argv) {
                      r.config.c_str(), r.kernel_us, r.threshold, r.stream_prio ? "true" : "false", r.lat_us.size(),
                      Pct(r.lat_us, 50), Pct(r.lat_us, 90), Pct(r.lat_us, 99), Pct(r.lat_us, 100),
                      i + 1 < lat.size() ? "," : "");
+    }
+    std::fprintf(f, "  ],\n  \"burst\": [\n");
+    for (size_t i = 0; i < bursts.size(); ++i) {
+        auto &r = bursts[i];
+        std::fprintf(f,
+                     "    {\"config\": \"%s\", \"burst\": %d, \"low_kernel_us\": %d, \"threshold\": %d, "
+                     "\"stream_prio\": %s, \"n\": %zu, \"p50_us\": %.2f, \"p90_us\": %.2f, \"p99_us\": %.2f, "
+                     "\"max_us\": %.2f}%s\n",
+                     r.config.c_str(), r.burst, r.kernel_us, r.threshold, r.stream_prio ? "true" : "false",
+                     r.lat_us.size(), Pct(r.lat_us, 50), Pct(r.lat_us, 90), Pct(r.lat_us, 99), Pct(r.lat_us, 100),
+                     i + 1 < bursts.size() ? "," : "");
     }
     std::fprintf(f, "  ],\n  \"overhead\": [\n");
     for (size_t i = 0; i < ovh.size(); ++i) {
