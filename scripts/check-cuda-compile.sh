@@ -72,9 +72,9 @@ EOF
 fi
 [ -f "$inc/cublas_v2.h" ] || die "no cublas_v2.h in $inc"
 
-# 2. stub libraries so that FindCUDAToolkit defines CUDA::cublas (nothing is linked)
+# 2. stub libraries so that FindCUDAToolkit defines CUDA::cublas and CUDA::cuda_driver (nothing is linked)
 mkdir -p "$work/stub"
-for l in cublas cublasLt; do
+for l in cublas cublasLt cuda; do
     [ -f "$work/stub/lib$l.so" ] || cc -shared -o "$work/stub/lib$l.so" -x c /dev/null
 done
 
@@ -104,6 +104,7 @@ compile() { # compile BUILD_DIR XQUEUE(ON|OFF) OBJECTS...
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_SERVER=OFF \
         -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF \
         -DCUDA_cublas_LIBRARY="$work/stub/libcublas.so" -DCUDA_cublasLt_LIBRARY="$work/stub/libcublasLt.so" \
+        -DCUDA_cuda_driver_LIBRARY="$work/stub/libcuda.so" \
         -DCMAKE_CUDA_FLAGS="-I$inc" -DCMAKE_CXX_FLAGS="-I$inc" \
         -DGGML_XQUEUE=$xq -DXSched_DIR="$work/xsched/lib/cmake/XSched" >"$b.cfg.log" 2>&1 \
         || { tail -30 "$b.cfg.log"; die "configure failed (log: $b.cfg.log)"; }

@@ -40,7 +40,7 @@ static ggml_cuda_xqueue_graph_mode ggml_cuda_xqueue_graph_mode_from_env() {
     exit(1);
 }
 
-static ggml_cuda_xqueue_graph_mode ggml_cuda_xqueue_graph_mode() {
+static ggml_cuda_xqueue_graph_mode ggml_cuda_xqueue_get_graph_mode() {
     static const ggml_cuda_xqueue_graph_mode mode = ggml_cuda_xqueue_graph_mode_from_env();
     return mode;
 }
@@ -154,7 +154,7 @@ static void ggml_cuda_xqueue_apply_hw_priority(ggml_backend_cuda_context & ctx, 
 
 // ggml_cuda_xqueue_graphs_allowed() is the GGML_XQUEUE_GRAPHS=auto decision.
 static bool ggml_cuda_xqueue_graphs_allowed(ggml_cuda_xqueue_state & s) {
-    switch (ggml_cuda_xqueue_graph_mode()) {
+    switch (ggml_cuda_xqueue_get_graph_mode()) {
         case GGML_CUDA_XQUEUE_GRAPHS_ON:  return true;
         case GGML_CUDA_XQUEUE_GRAPHS_OFF: return false;
         case GGML_CUDA_XQUEUE_GRAPHS_AUTO: break;
