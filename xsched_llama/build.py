@@ -20,7 +20,7 @@ from typing import Any
 from . import fetch as fetch_mod
 from . import native, patches, ui
 from .errors import BuildError, ToolMissingError, UsageError
-from .paths import cache_dir, check_free_space
+from .paths import cache_dir, check_free_space, locked
 from .proc import CommandError, run, which
 
 NEED_FREE_GB = 2.0
@@ -119,12 +119,20 @@ def _binary(bdir: Path, target: str) -> Path:
 
 
 def build(opts: BuildOptions, *, cache: Path | None = None) -> dict[str, Any]:
-    """build() fetches, patches, configures and builds; returns the --json summary."""
-    t0 = time.monotonic()
+    """build() fetches, patches, configures and builds; returns the --json summary.
+
+    One build per variant at a time: a second process waits for the first (file lock in the build root).
+    """
     cache = cache_dir(cache)
     if opts.cuda and not opts.cuda_arch:
         opts.cuda_arch = detect_cuda_arch()
         ui.info(f"CUDA architecture {opts.cuda_arch} (detected with nvidia-smi; --cuda-arch overrides)")
+    with locked(cache / "locks" / f"build-{variant(opts)}.lock", f"building {variant(opts)}"):
+        return _build(opts, cache)
+
+
+def _build(opts: BuildOptions, cache: Path) -> dict[str, Any]:
+    t0 = time.monotonic()
     if opts.cuda_arch and not re.fullmatch(r"[0-9a-z;\-]+", opts.cuda_arch):
         raise UsageError(f"bad --cuda-arch {opts.cuda_arch!r}: use e.g. 90 or 80;90")
     tools = _check_tools(opts)

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 from . import __version__, pins, ui
 from .errors import NetworkError, UsageError, VerificationError, XschedLlamaError
-from .paths import cache_dir, check_free_space, tmp_dir
+from .paths import cache_dir, check_free_space, locked, tmp_dir
 from .proc import CommandError, run
 from .prune import copy_tree, keep, tree_digest
 
@@ -72,6 +72,12 @@ def fetch(source: str | None = None, *, cache: Path | None = None, commit: str |
         raise UsageError(f"unknown source {source!r}: use auto, git, pypi or an existing directory/tarball")
     cache = cache_dir(cache)
     commit = commit or pins.commit()
+    with locked(cache / "locks" / f"src-{commit}.lock", "fetching llama.cpp"):
+        return _fetch(source, cache, commit, assume_commit, git_url, force)
+
+
+def _fetch(source: str, cache: Path, commit: str, assume_commit: str | None, git_url: str | None,
+           force: bool) -> FetchResult:
     final = source_dir(cache, commit)
     existing = load_manifest(cache, commit)
     if existing is not None and not force:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import DiskSpaceError
@@ -64,3 +68,30 @@ def check_free_space(where: Path, need_gb: float, what: str) -> None:
     if free < need_gb * 1e9:
         raise DiskSpaceError(f"{what} needs {need_gb:g} GB free in {where}, only {free / 1e9:.1f} GB left; "
                              f"free some space or point --cache-dir/${CACHE_ENV} elsewhere")
+
+
+@contextmanager
+def locked(path: Path, what: str) -> Iterator[None]:
+    """locked() holds an exclusive lock on `path` (created) while the block runs; says so when it must wait.
+
+    Two processes sharing a cache (parallel CI jobs, several test runs) never build or fetch the same thing at once.
+    """
+    from . import ui
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            ui.info(f"waiting for another xsched-llama process ({fh.read().strip() or '?'}) to finish {what}…")
+            t0 = time.monotonic()
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            ui.info(f"  waited {time.monotonic() - t0:.0f} s")
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
