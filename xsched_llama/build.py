@@ -199,9 +199,9 @@ def _build(opts: BuildOptions, cache: Path) -> dict[str, Any]:
             finally:
                 bar.close()
     except CommandError as e:
-        raise BuildError(f"{phase} of {variant(opts)} "
-                         f"failed; full log: {log}; last line: "
-                         f"{(e.tail.strip().splitlines() or ['?'])[-1]}") from None
+        lines = e.tail.strip().splitlines() or ["?"]
+        first_error = next((ln for ln in lines if re.search(r"\berror\b", ln, re.I)), lines[-1])
+        raise BuildError(f"{phase} of {variant(opts)} failed; full log: {log}; {first_error.strip()}") from None
     missing = [b for b in binaries.values() if not Path(b).is_file()]
     if missing:
         raise BuildError(f"the build finished but {missing[0]} is missing; full log: {log}")
