@@ -107,3 +107,13 @@ def test_scheduling_args() -> None:
         server.scheduling_args([], "1:2", None)
     with pytest.raises(UsageError):
         server.scheduling_args([], None, "fifo")
+
+
+def test_failing_configure_names_the_log(tmp_path: Path, llama_source: Path) -> None:
+    cp = cli(tmp_path, "build", "--vanilla", "--source", str(llama_source), "-D", "CMAKE_CXX_COMPILER=/bin/false",
+             env={"XSCHED_LLAMA_MIN_FREE_GB": "0.1"})
+    line = error_line(cp)
+    assert cp.returncode == 6 and "configure of vanilla-cpu failed; full log:" in line
+    log = Path(line.split("full log: ")[1].split(";")[0])
+    assert log.is_file() and "CMAKE_CXX_COMPILER" in log.read_text()
+    assert not (log.parent / "stamp.json").exists()
