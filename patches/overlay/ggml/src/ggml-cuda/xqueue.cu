@@ -2,13 +2,16 @@
 // priority of a context, and the per-context CUDA-graph decision.
 //
 // Environment (read once per process):
-//   GGML_XQUEUE_GRAPHS=auto|off|on (default auto)
+//   GGML_XQUEUE_GRAPHS=auto|greedy|off|on (default auto)
 //     off:  no CUDA graphs for any context that has XQueues (XSched's choice;
 //           every node is a preemption point).
 //     on:   CUDA graphs exactly as upstream; a graph launch is one gated unit.
 //     auto: a context uses CUDA graphs only while nothing can preempt it: under
 //           HPF when its priority is >= that of every other live XQueue, under
 //           NONE always, under WRR never (time slices need node granularity).
+//     greedy: as auto, but under HPF a lower-priority context also uses graphs
+//           while every more important queue is Idle (faster harvesting; a
+//           high-priority arrival may wait behind one in-flight graph).
 //   GGML_XQUEUE_STREAM_PRIORITY=on|off (default on)
 //     on: a context of priority p > 0 gets CUDA stream priority -p (clamped to
 //         the device range), so its kernels win at block granularity.
@@ -21,6 +24,7 @@
 
 enum ggml_cuda_xqueue_graph_mode {
     GGML_CUDA_XQUEUE_GRAPHS_AUTO,
+    GGML_CUDA_XQUEUE_GRAPHS_GREEDY,
     GGML_CUDA_XQUEUE_GRAPHS_OFF,
     GGML_CUDA_XQUEUE_GRAPHS_ON,
 };
@@ -30,13 +34,16 @@ static ggml_cuda_xqueue_graph_mode ggml_cuda_xqueue_graph_mode_from_env() {
     if (v == nullptr || *v == '\0' || strcmp(v, "auto") == 0) {
         return GGML_CUDA_XQUEUE_GRAPHS_AUTO;
     }
+    if (strcmp(v, "greedy") == 0) {
+        return GGML_CUDA_XQUEUE_GRAPHS_GREEDY;
+    }
     if (strcmp(v, "off") == 0 || strcmp(v, "0") == 0) {
         return GGML_CUDA_XQUEUE_GRAPHS_OFF;
     }
     if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0) {
         return GGML_CUDA_XQUEUE_GRAPHS_ON;
     }
-    fprintf(stderr, "error: GGML_XQUEUE_GRAPHS=%s: expected auto, off or on\n", v);
+    fprintf(stderr, "error: GGML_XQUEUE_GRAPHS=%s: expected auto, greedy, off or on\n", v);
     exit(1);
 }
 
@@ -152,12 +159,14 @@ static void ggml_cuda_xqueue_apply_hw_priority(ggml_backend_cuda_context & ctx, 
     ggml_cuda_set_device(ctx.device);
 }
 
-// ggml_cuda_xqueue_graphs_allowed() is the GGML_XQUEUE_GRAPHS=auto decision.
+// ggml_cuda_xqueue_graphs_allowed() is the GGML_XQUEUE_GRAPHS decision for one graph compute.
 static bool ggml_cuda_xqueue_graphs_allowed(ggml_cuda_xqueue_state & s) {
-    switch (ggml_cuda_xqueue_get_graph_mode()) {
+    const ggml_cuda_xqueue_graph_mode mode = ggml_cuda_xqueue_get_graph_mode();
+    switch (mode) {
         case GGML_CUDA_XQUEUE_GRAPHS_ON:  return true;
         case GGML_CUDA_XQUEUE_GRAPHS_OFF: return false;
-        case GGML_CUDA_XQUEUE_GRAPHS_AUTO: break;
+        case GGML_CUDA_XQUEUE_GRAPHS_AUTO:
+        case GGML_CUDA_XQUEUE_GRAPHS_GREEDY: break;
     }
     if (s.group.empty()) {
         return true; // no XQueue (platform refused): nothing to preempt, upstream behaviour
@@ -181,8 +190,12 @@ static bool ggml_cuda_xqueue_graphs_allowed(ggml_cuda_xqueue_state & s) {
     }
     const int32_t own = s.group.get_priority();
     for (size_t i = 0; i < n; ++i) {
-        if (rows[i].priority > own && !s.group.owns(rows[i].handle)) {
-            return false; // a more important queue exists: a whole graph would delay it
+        if (rows[i].priority <= own || s.group.owns(rows[i].handle)) {
+            continue;
+        }
+        const bool busy = rows[i].state == kQueueStateReady || rows[i].active_scopes > 0;
+        if (mode == GGML_CUDA_XQUEUE_GRAPHS_AUTO || busy) {
+            return false; // a more important queue exists (greedy: is busy): a whole graph would delay it
         }
     }
     return true;
