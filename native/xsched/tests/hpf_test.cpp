@@ -22,8 +22,8 @@ TEST(HpfSuspendsLowWithinThreshold) {
     for (int round = 0; round < 5; ++round) {
         Submitter s(&low, &lu);
         REQUIRE(WaitFor([&] { return lu.executed.load() >= 10; }));
-        uint64_t executed_at_ready = lu.executed.load();
         CHECK_OK(high.Launch(&hu));  // Ready edge: low is suspended synchronously
+        uint64_t executed_at_ready = lu.executed.load();
         uint64_t gated_at_ready = Row(low.xq).units_launched;
         CHECK(Row(low.xq).suspended == 1);
         for (int i = 0; i < 30; ++i) CHECK_OK(high.Launch(&hu));
@@ -102,6 +102,7 @@ TEST(PriorityAndPolicyChangesUnderLoad) {
         CHECK(WaitFor([&] { return (a_high ? ua : ub).executed.load() > before + 2; }));
         CHECK_OK(XHintWeight(a.xq, 1 + i % 5));
     }
+    CHECK_OK(XHintPriority(a.xq, 0));  // equal priorities: HPF runs both
     const XPolicyType cycle[] = {kPolicyWeightedRoundRobin, kPolicyNone, kPolicyHighestPriorityFirst,
                                  kPolicyNone, kPolicyWeightedRoundRobin};
     for (XPolicyType p : cycle) {
