@@ -66,15 +66,15 @@ private:
     void Run();
 
     Mutex life_mu_;  // serialises thread start/stop (taken before mu_)
-    Mutex mu_;
+    Mutex mu_;                    // guards the scheduler state below
     std::condition_variable cv_;  // wakes the timer thread
-    XSchedulerType type_ XSCHED_GUARDED_BY(mu_);
-    XPolicyType policy_type_ XSCHED_GUARDED_BY(mu_);
-    int64_t timeslice_us_ XSCHED_GUARDED_BY(mu_);
-    std::unique_ptr<Policy> policy_ XSCHED_GUARDED_BY(mu_);
-    std::vector<std::shared_ptr<XQueue>> queues_ XSCHED_GUARDED_BY(mu_);
-    Clock::time_point wake_at_ XSCHED_GUARDED_BY(mu_) = Clock::time_point::max();
-    bool stop_ XSCHED_GUARDED_BY(mu_) = false;
+    XSchedulerType type_ XSCHED_GUARDED_BY(mu_);                          // Local or AppManaged
+    XPolicyType policy_type_ XSCHED_GUARDED_BY(mu_);                      // last Local policy
+    int64_t timeslice_us_ XSCHED_GUARDED_BY(mu_);                         // WRR quantum
+    std::unique_ptr<Policy> policy_ XSCHED_GUARDED_BY(mu_);               // null when AppManaged
+    std::vector<std::shared_ptr<XQueue>> queues_ XSCHED_GUARDED_BY(mu_);  // in creation order
+    Clock::time_point wake_at_ XSCHED_GUARDED_BY(mu_) = Clock::time_point::max();  // next timer
+    bool stop_ XSCHED_GUARDED_BY(mu_) = false;                            // the thread exits
     std::thread thread_;  // guarded by life_mu_
 };
 

@@ -107,40 +107,40 @@ private:
         std::shared_ptr<Marker> marker;  // the platform marker
     };
 
-    const std::shared_ptr<HwQueue> hwq_;
-    Scheduler *const sched_;
-    const int64_t flags_;
+    const std::shared_ptr<HwQueue> hwq_;  // the platform queue units are launched on
+    Scheduler *const sched_;              // receives Ready/Idle edges (process lifetime)
+    const int64_t flags_;                 // kQueueCreateFlag* given at creation
 
-    Mutex mu_;
+    Mutex mu_;                            // guards everything below
     std::condition_variable cv_;         // gates wait here for resume/abort/destroy
     std::atomic<bool> wake_{false};      // true while aborted or destroyed (cancels marker waits)
-    int32_t priority_ XSCHED_GUARDED_BY(mu_) = PRIORITY_DEFAULT;
-    int32_t weight_ XSCHED_GUARDED_BY(mu_) = WEIGHT_DEFAULT;
-    std::string name_ XSCHED_GUARDED_BY(mu_);
-    int64_t threshold_ XSCHED_GUARDED_BY(mu_);
-    int64_t batch_ XSCHED_GUARDED_BY(mu_);
-    XQueueState state_ XSCHED_GUARDED_BY(mu_) = kQueueStateIdle;
-    int32_t scopes_ XSCHED_GUARDED_BY(mu_) = 0;
-    bool user_suspended_ XSCHED_GUARDED_BY(mu_) = false;
-    bool sched_suspended_ XSCHED_GUARDED_BY(mu_) = false;
-    bool aborted_ XSCHED_GUARDED_BY(mu_) = false;
-    bool destroyed_ XSCHED_GUARDED_BY(mu_) = false;
+    int32_t priority_ XSCHED_GUARDED_BY(mu_) = PRIORITY_DEFAULT;  // HPF priority
+    int32_t weight_ XSCHED_GUARDED_BY(mu_) = WEIGHT_DEFAULT;      // WRR weight
+    std::string name_ XSCHED_GUARDED_BY(mu_);                     // snapshot label
+    int64_t threshold_ XSCHED_GUARDED_BY(mu_);                    // in-flight limit
+    int64_t batch_ XSCHED_GUARDED_BY(mu_);                        // marker distance
+    XQueueState state_ XSCHED_GUARDED_BY(mu_) = kQueueStateIdle;  // Idle or Ready
+    int32_t scopes_ XSCHED_GUARDED_BY(mu_) = 0;                   // open activity scopes
+    bool user_suspended_ XSCHED_GUARDED_BY(mu_) = false;          // XQueueSuspend
+    bool sched_suspended_ XSCHED_GUARDED_BY(mu_) = false;         // the policy's decision
+    bool aborted_ XSCHED_GUARDED_BY(mu_) = false;                 // XQueueAbort(xq, 1) in force
+    bool destroyed_ XSCHED_GUARDED_BY(mu_) = false;               // XQueueDestroy has begun
     uint64_t launched_ XSCHED_GUARDED_BY(mu_) = 0;    // units admitted
     uint64_t completed_ XSCHED_GUARDED_BY(mu_) = 0;   // units known complete
     uint64_t last_marker_ XSCHED_GUARDED_BY(mu_) = 0; // launched_ when the last marker was recorded
-    std::deque<PendingMarker> markers_ XSCHED_GUARDED_BY(mu_);
-    Clock::time_point suspended_since_ XSCHED_GUARDED_BY(mu_);
-    uint64_t suspended_us_ XSCHED_GUARDED_BY(mu_) = 0;
-    uint64_t gate_blocked_us_ XSCHED_GUARDED_BY(mu_) = 0;
+    std::deque<PendingMarker> markers_ XSCHED_GUARDED_BY(mu_);   // recorded, not yet known complete
+    Clock::time_point suspended_since_ XSCHED_GUARDED_BY(mu_);   // start of the current suspension
+    uint64_t suspended_us_ XSCHED_GUARDED_BY(mu_) = 0;           // finished suspensions, total
+    uint64_t gate_blocked_us_ XSCHED_GUARDED_BY(mu_) = 0;        // time gates spent blocked, total
 
     // Launch worker state (asynchronous submit).
     std::condition_variable worker_cv_;  // worker waits here for commands
     std::condition_variable done_cv_;    // WaitAll waits here
-    std::deque<Command> pending_ XSCHED_GUARDED_BY(mu_);
+    std::deque<Command> pending_ XSCHED_GUARDED_BY(mu_);  // submitted, not yet launched
     uint64_t submitted_ XSCHED_GUARDED_BY(mu_) = 0;  // commands submitted
     uint64_t finished_ XSCHED_GUARDED_BY(mu_) = 0;   // commands known complete
-    int32_t waitall_waiters_ XSCHED_GUARDED_BY(mu_) = 0;
-    bool worker_stop_ XSCHED_GUARDED_BY(mu_) = false;
+    int32_t waitall_waiters_ XSCHED_GUARDED_BY(mu_) = 0;  // callers inside WaitAll
+    bool worker_stop_ XSCHED_GUARDED_BY(mu_) = false;    // the worker drains and exits
     std::thread worker_;  // started on the first Submit, under mu_
 };
 
