@@ -87,7 +87,9 @@ static double parse_num(const std::string & flag, const char * v, double lo, dou
     char * end = nullptr;
     const double x = strtod(v, &end);
     if (end == v || *end != '\0' || x < lo || x > hi) {
-        die(flag + " " + v + ": expected a number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+        char msg[160];
+        snprintf(msg, sizeof(msg), "%s %s: expected a number in [%g, %g]", flag.c_str(), v, lo, hi);
+        die(msg);
     }
     return x;
 }
