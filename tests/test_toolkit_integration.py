@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,6 +75,8 @@ def test_serve_stops_cleanly_on_ctrl_c(patched_cpu_server: Path, default_model: 
 
 @pytest.mark.gpu
 def test_cuda_build_serves_on_the_gpu(default_model: Path, toolkit_cache: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+    if shutil.which("nvidia-smi") is None:
+        pytest.skip("no nvidia-smi: not a GPU machine")
     summary = build.build(build.BuildOptions(cuda=True), cache=toolkit_cache)
     srv = start_server(Path(summary["binaries"]["llama-server"]), ["-m", default_model, "-ngl", "99"])
     r = srv.post("/completion", {"prompt": "Hello", "n_predict": 8})
