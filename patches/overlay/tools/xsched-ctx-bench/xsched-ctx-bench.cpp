@@ -55,6 +55,7 @@ struct options {
     int         n_batch   = 2048;
     int         n_ubatch  = 512;
     bool        active    = true;  // activity scope around each busy phase
+    bool        verbose   = false; // all llama/ggml log messages (e.g. the CUDA-graph decisions)
     int         n_ctx_count = 2;
     ctx_cfg     a{ "A", 1, 1, mode::decode };
     ctx_cfg     b{ "B", 0, 1, mode::decode };
@@ -116,7 +117,7 @@ static void usage() {
            "  [--policy HPF|WRR|NONE] [--duration S] [--phases solo-A,solo-B,concurrent] [--json FILE]\n"
            "  [--a-prio P] [--a-weight W] [--a-mode idle|decode|prefill|burst] (same for --b-*)\n"
            "  [-ngl N] [-t THREADS] [--prompt N] [--decode-len N] [-b N_BATCH] [-ub N_UBATCH]\n"
-           "  [--burst-on S] [--burst-off S] [--no-active] [--contexts 1|2]\n");
+           "  [--burst-on S] [--burst-off S] [--no-active] [--contexts 1|2] [-v]\n");
 }
 
 static options parse_args(int argc, char ** argv) {
@@ -132,6 +133,7 @@ static options parse_args(int argc, char ** argv) {
         const std::string f = argv[i];
         if (f == "-h" || f == "--help") { usage(); exit(0); }
         if (f == "--no-active") { o.active = false; continue; }
+        if (f == "-v" || f == "--verbose") { o.verbose = true; continue; }
         if (i + 1 >= argc) die(f + ": missing value (or unknown flag)");
         const char * v = argv[++i];
         if      (f == "-m" || f == "--model") o.model = v;
@@ -280,8 +282,10 @@ int main(int argc, char ** argv) {
     options o = parse_args(argc, argv);
     setenv("XSCHED_POLICY", o.policy.c_str(), 1); // read by the core when the first queue is created
 
+    static bool verbose = false;
+    verbose = o.verbose;
     llama_log_set([](ggml_log_level level, const char * text, void *) {
-        if (level >= GGML_LOG_LEVEL_WARN) fputs(text, stderr);
+        if (verbose || level >= GGML_LOG_LEVEL_WARN) fputs(text, stderr);
     }, nullptr);
     llama_backend_init();
 
