@@ -124,6 +124,38 @@ def test_cancel_while_running(srv: ServerProcess) -> None:
         assert int(r.headers["X-Instance"]) == inst
 
 
+def instance_busy(srv: ServerProcess, instance: int) -> bool:
+    return any(s["is_processing"] for s in srv.get("/slots", params={"instance": instance}).json())
+
+
+def test_cancel_while_held_back(srv: ServerProcess) -> None:
+    """A low-priority request parked by HPF behind a running high-priority one is cancelled by its client.
+
+    The low instance's loop thread sits in the gate, so its cancel needs llama_set_preempt_abort; without
+    it the slot would stay busy until the high-priority stream ends.
+    """
+    high_body = {"prompt": "Count: 1 2 3", "n_predict": 100000, "ignore_eos": True, "stream": True, "priority": 10}
+    with requests.post(srv.url + "/completion", json=high_body, stream=True, timeout=600) as high:
+        lines = high.iter_lines()
+        assert next(line for line in lines if line.startswith(b"data: "))
+        body = json.dumps({"prompt": "Tell me a long story", "n_predict": 100000, "ignore_eos": True,
+                           "stream": True, "priority": 0}).encode()
+        low = socket.create_connection((srv.host, srv.port))
+        low.sendall(b"POST /completion HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        end = time.monotonic() + 60
+        while not instance_busy(srv, 2) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert instance_busy(srv, 2)
+        low.close()
+        end = time.monotonic() + 60
+        while instance_busy(srv, 2) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not instance_busy(srv, 2)
+        assert instance_busy(srv, 0)  # the high-priority stream runs on
+    assert not any(s["is_processing"] for s in wait_idle(srv))
+
+
 def test_shutdown_while_running(server_binary: Path, default_model: Path, tmp_path: Path) -> None:  # noqa: F811
     args = [*common_args(default_model), "--instances", "10:1:1,0:1:2"]
     s = ServerProcess(server_binary, args, log_path=tmp_path / "server.log")
@@ -156,5 +188,5 @@ def test_shutdown_while_running(server_binary: Path, default_model: Path, tmp_pa
     for t in threads:
         t.join(60)
     assert rc == 0, s.log_tail()
-    assert len(outcomes) == 3  # every client was let go
+    assert len(outcomes) == 3  # every client was let go (the server answers them with an error event)
     assert "cleaning up before exit" in s.log_text()
