@@ -297,3 +297,28 @@ def test_embeddings_routed(server_binary: Path, default_model: Path, tmp_path: P
         assert len(r.json()["data"][0]["embedding"]) > 0
         r = s.post("/embedding", {"content": "hello"}, headers={"X-Priority": "1"})
         assert instance_of(r) == 1
+
+
+def test_policy_option_sets_policy(server_binary: Path, default_model: Path, tmp_path: Path) -> None:
+    args = [*common_args(default_model), "--instances", "1,0", "--xsched-policy", "wrr"]
+    with ServerProcess(server_binary, args, log_path=tmp_path / "server.log") as s:
+        snap = s.get("/xsched").json()
+        if snap["available"]:
+            assert snap["policy"] == "WRR"
+        else:
+            assert "--xsched-policy WRR ignored" in s.log_text()
+
+
+def test_bad_xsched_env_exits(server_binary: Path, default_model: Path, tmp_path: Path) -> None:
+    s = ServerProcess(server_binary, [*common_args(default_model), "--instances", "1,0"],
+                      log_path=tmp_path / "server.log", env={"XSCHED_POLICY": "FIFO"}, startup_timeout=60)
+    try:
+        s.start()
+    except Exception:
+        assert s.wait() != 0
+        assert "XSCHED_POLICY" in s.log_text()
+        return
+    try:
+        assert not s.get("/xsched").json()["available"], "a core build must refuse XSCHED_POLICY=FIFO"
+    finally:
+        s.stop()
