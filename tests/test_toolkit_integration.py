@@ -33,6 +33,7 @@ def test_vanilla_server_completes(vanilla_cpu_server: Path, default_model: Path,
 
 
 def test_second_build_is_cached_and_cli_json(patched_cpu_server: Path, toolkit_cache: Path) -> None:
+    build.build(build.BuildOptions(), cache=toolkit_cache)  # up to date with the patches as they are now
     summary = build.build(build.BuildOptions(), cache=toolkit_cache)
     assert summary["cached"] and summary["binaries"]["llama-server"] == str(patched_cpu_server)
     cp = subprocess.run([sys.executable, "-m", "xsched_llama", "--cache-dir", str(toolkit_cache), "build", "--json"],
