@@ -216,6 +216,10 @@ bool server_instances_prepare(common_params & params, std::string & err) {
         LOG_WRN("--sleep-idle-seconds turned off: sleeping frees the model shared by the %zu instances\n", n);
         params.sleep_idle_seconds = -1;
     }
+    if (params.n_ctx == 0) {
+        LOG_WRN("-c not set: each of the %zu instances gets a KV cache for the model's whole training context; "
+                "size them with -c\n", n);
+    }
     if (params.fit_params) {
         LOG_WRN("memory fitting (-fit) turned off: it sizes one context, the %zu instances have one each; "
                 "size them with -c / -ngl\n", n);
