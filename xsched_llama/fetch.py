@@ -189,7 +189,7 @@ def _from_pypi(tree: Path, work: Path, commit: str) -> dict[str, Any]:
     sd = pins.sdist()
     dl = work / "dl"
     try:
-        run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--timeout", "15",
+        run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", sd.project, "--timeout", "15",
              "--retries", "1", f"{sd.project}=={sd.version}", "-d", dl], timeout=900)
     except CommandError as e:
         raise NetworkError(f"pip could not download {sd.project}=={sd.version}: {e.tail.strip().splitlines()[-1:]}"
