@@ -22,6 +22,12 @@ for kind in "${kinds[@]}"; do
         *) echo "sanitize-core.sh: unknown sanitizer '$kind' (allowed: thread, address)" >&2; exit 2 ;;
     esac
     dir="$build_root/$kind"
+    # A build dir configured from another checkout (CI clones elsewhere) cannot be reused: CMake refuses it.
+    if [ -f "$dir/CMakeCache.txt" ] && \
+       ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$root/native/xsched" "$dir/CMakeCache.txt"; then
+        echo "+ [$kind] $dir was configured from another source tree: starting afresh"
+        rm -rf "$dir"
+    fi
     echo "+ [$kind] configure + build in $dir"
     # The CUDA platform is left out: the sanitizers check the scheduling core.
     cmake -S "$root/native/xsched" -B "$dir" "${gen[@]}" "${launcher[@]}" \
