@@ -6,7 +6,8 @@ skips both llama.cpp builds (~10 min each on 2 cores) on the next run.
 Fixtures (session-scoped unless noted):
   toolkit_cache       Path of the cache directory.
   llama_source        Path of the pristine pruned llama.cpp tree (xsched_llama.fetch.fetch, source auto).
-  default_model       Path of the default GGUF (smollm2-135m, via xsched_llama.models.pull).
+  default_model       Path of the default GGUF (smollm2-135m, via xsched_llama.models.pull), or
+                      $XSCHED_LLAMA_TEST_MODEL when set (the GPU machine has no network for the pull).
   patched_cpu_server  Path of the patched CPU llama-server (xsched_llama.build.build; slow on a cold cache).
   vanilla_cpu_server  Path of the unpatched CPU llama-server (same, --vanilla).
   start_server        (function) factory: start_server(binary, args) -> a started ServerProcess, stopped
@@ -15,6 +16,7 @@ Fixtures (session-scoped unless noted):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -43,6 +45,12 @@ def llama_source(toolkit_cache: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def default_model(toolkit_cache: Path) -> Path:
+    """The embedded SmolLM2, or $XSCHED_LLAMA_TEST_MODEL (e.g. the synthetic 8B model on the GPU machine)."""
+    override = os.environ.get("XSCHED_LLAMA_TEST_MODEL")
+    if override:
+        if not Path(override).is_file():
+            pytest.exit(f"XSCHED_LLAMA_TEST_MODEL={override}: no such file", returncode=4)
+        return Path(override)
     return models.resolve(None, cache=toolkit_cache)
 
 

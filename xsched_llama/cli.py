@@ -193,6 +193,11 @@ def serve(ctx: click.Context, model_spec: str | None, host: str, port: int, inst
     sys.exit(rc)
 
 
+from .bench.cli import bench as _bench  # noqa: E402  (the bench package imports nothing from this module)
+
+cli.add_command(_bench)
+
+
 def main(argv: list[str] | None = None) -> None:
     """main() runs the CLI with one-line errors and documented exit codes."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])

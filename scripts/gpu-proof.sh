@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# gpu-proof.sh: the whole GPU proof (patches, server, benchmarks) as one pipeline on an NVIDIA machine.
+#
+# usage (repository root, after `pip install --no-build-isolation --no-deps .`):
+#   scripts/gpu-proof.sh OUTDIR [STEP...]
+# STEP (default: all, in this order):
+#   build-patched   xsched-llama build --cuda (llama-server, llama-bench, xsched-ctx-bench)
+#   synth           xsched-llama model synth --shape qwen3-8b (runs beside build-patched under "all")
+#   build-vanilla   the same commit unpatched (llama-server, llama-bench); under "all" it runs beside smoke
+#   smoke           xsched-ctx-bench -v for 2 s per phase and tests/test_server_gpu.py on the synthetic model
+#   vanilla-driver  xsched-ctx-bench built against the vanilla build (the driver's vanilla columns)
+#   overhead hpf wrr baseline   the groups of patches/overlay/tools/xsched-ctx-bench/run-gpu-proof.sh
+#   bench           xsched-llama bench --cuda (vanilla, patched, hw-priority only, WRR)
+# OUTDIR gets one log per step, summary.txt (every command, its status and duration, the result lines),
+# ctx/ (the driver's JSON and logs) and bench/ (report.json, report.png, server logs).
+# Environment: CUDA_ARCH (90), JOBS (core count), DURATION (s per driver phase, 6), MODEL (skip synth),
+# XSCHED_LLAMA_CACHE (the toolkit's cache). A step that fails is recorded and the pipeline goes on.
+set -uo pipefail
+
+[ $# -ge 1 ] || { sed -n '2,16p' "$0"; exit 2; }
+out_arg=$1
+shift
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ARCH=${CUDA_ARCH:-90}
+JOBS=${JOBS:-$(nproc)}
+export DURATION=${DURATION:-6}
+PROOF=$root/patches/overlay/tools/xsched-ctx-bench/run-gpu-proof.sh
+ALL=(build-patched synth build-vanilla smoke vanilla-driver overhead hpf wrr bench baseline)
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(all)
+
+for s in "${steps[@]}"; do
+    [[ " all ${ALL[*]} " == *" $s "* ]] || { echo "error: unknown step $s (choose from all ${ALL[*]})" >&2; exit 2; }
+done
+OUT=$(mkdir -p "$out_arg" && cd "$out_arg" && pwd) || { echo "error: cannot create $out_arg" >&2; exit 2; }
+S=$OUT/summary.txt
+CTX=$OUT/ctx
+
+# step NAME CMD...: runs CMD with its output in OUTDIR/NAME.log; records the command, status and duration.
+step() {
+    local name=$1 t0 rc
+    shift
+    t0=$(date +%s)
+    echo "=== $name $(date -u +%FT%TZ): $*" >> "$S"
+    "$@" > "$OUT/$name.log" 2>&1
+    rc=$?
+    echo "=== $name rc=$rc $(( $(date +%s) - t0 )) s" >> "$S"
+    return $rc
+}
+
+model() {
+    [ -n "${MODEL:-}" ] || MODEL=$(grep -E '^/.*\.gguf$' "$OUT/synth.log" 2>/dev/null | tail -1)
+    [ -f "$MODEL" ] || { echo "error: no model (synth failed? see $OUT/synth.log)" >&2; return 1; }
+}
+
+build_cmd() {  # build_cmd [--vanilla] TARGET...
+    local v=()
+    [ "$1" = --vanilla ] && { v=(--vanilla); shift; }
+    local t=()
+    for x in "$@"; do t+=(--target "$x"); done
+    xsched-llama build "${v[@]}" --cuda --cuda-arch "$ARCH" -j "$JOBS" "${t[@]}" --json
+}
+
+do_build_patched() { step build-patched build_cmd llama-server llama-bench xsched-ctx-bench; }
+do_build_vanilla() { step build-vanilla build_cmd --vanilla llama-server llama-bench; }
+do_synth() {
+    if [ -n "${MODEL:-}" ]; then echo "=== synth skipped: MODEL=$MODEL" >> "$S"; return 0; fi
+    step synth xsched-llama model synth --shape qwen3-8b
+}
+
+smoke_tests() {
+    local d
+    d=$(cd "${XSCHED_LLAMA_CACHE:-$HOME/.cache/xsched-llama}/builds/patched-cuda$ARCH/build/bin" && pwd) || return 1
+    echo "+ xsched-ctx-bench -m $MODEL --scenario hpf-decode --duration 2 -v (full log: smoke-ctx.log)"
+    timeout 120 "$d/xsched-ctx-bench" -m "$MODEL" --scenario hpf-decode --duration 2 -v > "$OUT/smoke-ctx.log" 2>&1
+    echo "rc=$?"
+    grep -E "xsched|xqueue|graph|phase|solo|concurrent|A_|B_|rror" "$OUT/smoke-ctx.log" | sort | uniq -c | sort -rn | head -60
+    echo "+ python -m pytest -m gpu tests/test_server_gpu.py (XSCHED_LLAMA_TEST_MODEL=$MODEL)"
+    (cd "$root" && XSCHED_LLAMA_TEST_MODEL=$MODEL XSCHED_LLAMA_CUDA_ARCH=$ARCH timeout 300 \
+        python3 -m pytest -m gpu -p no:cacheprovider -x -q tests/test_server_gpu.py)
+}
+do_smoke() { model && step smoke smoke_tests; }
+
+do_group() {  # do_group GROUP: one group of run-gpu-proof.sh into ctx/
+    model || return 1
+    step "ctx-$1" sh "$PROOF" "$MODEL" "$1" "$CTX"
+    grep -vE "^\+" "$OUT/ctx-$1.log" | sed "s/^/  [$1] /" >> "$S"
+}
+
+do_bench() {
+    model || return 1
+    step bench xsched-llama bench --cuda --model "$MODEL" --out "$OUT/bench"
+    tail -40 "$OUT/bench.log" | sed 's/^/  [bench] /' >> "$S"
+}
+
+run_one() {
+    case "$1" in
+        build-patched) do_build_patched ;;
+        build-vanilla) do_build_vanilla ;;
+        synth) do_synth ;;
+        smoke) do_smoke ;;
+        vanilla-driver) do_group vanilla-driver ;;
+        overhead|hpf|wrr|baseline) do_group "$1" ;;
+        bench) do_bench ;;
+    esac
+}
+
+{ echo "gpu-proof.sh $(date -u +%FT%TZ) commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true; } >> "$S"
+
+if [ "${steps[*]}" = all ]; then
+    do_synth &
+    synth_pid=$!
+    do_build_patched
+    do_build_vanilla &
+    vanilla_pid=$!
+    wait "$synth_pid"
+    do_smoke
+    wait "$vanilla_pid"
+    for s in vanilla-driver overhead hpf wrr bench baseline; do run_one "$s"; done
+else
+    for s in "${steps[@]}"; do run_one "$s"; done
+fi
+echo "=== done $(date -u +%FT%TZ)" >> "$S"
