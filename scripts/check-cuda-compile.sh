@@ -8,7 +8,7 @@
 #
 # usage: scripts/check-cuda-compile.sh [--src LLAMA_TREE] [--work DIR] [--also-off] [--jobs N]
 #   --src       pristine (pruned) llama.cpp tree at the pinned commit
-#               (default: $LLAMA_SRC, else /work/cache/llama.cpp-pruned)
+#               (default: $LLAMA_SRC, else the toolkit's: `xsched-llama fetch`, cached)
 #   --work      scratch directory (default: /tmp/xsched-cuda-check); reused: a second run is incremental
 #   --also-off  also compile ggml-cuda.cu with GGML_XQUEUE=OFF (the upstream-equivalent path)
 # environment: XSCHED_LLAMA_CACHE (wheel cache; default $XDG_CACHE_HOME/xsched-llama or ~/.cache/xsched-llama),
@@ -16,7 +16,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-src=${LLAMA_SRC:-/work/cache/llama.cpp-pruned}
+src=${LLAMA_SRC:-}
 work=/tmp/xsched-cuda-check
 also_off=0
 jobs=2
@@ -38,6 +38,10 @@ step() { echo "== $* ($(( $(date +%s) - t_start )) s)"; }
 command -v nvcc >/dev/null || die "nvcc not found (the CUDA toolkit's compiler is needed)"
 command -v cmake >/dev/null || die "cmake not found"
 command -v ninja >/dev/null || die "ninja not found"
+if [ -z "$src" ]; then
+    src=$(xsched-llama fetch --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["tree"])') \
+        || die "no --src given and xsched-llama fetch failed"
+fi
 [ -f "$src/ggml/src/ggml-cuda/ggml-cuda.cu" ] || die "$src is not a llama.cpp tree (set --src or LLAMA_SRC)"
 [ -f "$repo/patches/series" ] || die "$repo/patches/series not found"
 
@@ -80,6 +84,11 @@ done
 
 # 3. the xsched core (headers + CMake package)
 step "building the xsched core"
+# a build dir configured from another checkout (CI clones elsewhere) cannot be reused: CMake refuses it
+if [ -f "$work/xsched-build/CMakeCache.txt" ] && \
+   ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$repo/native/xsched" "$work/xsched-build/CMakeCache.txt"; then
+    rm -rf "$work/xsched-build" "$work/xsched"
+fi
 cmake -S "$repo/native/xsched" -B "$work/xsched-build" -G Ninja -DCMAKE_BUILD_TYPE=Release >"$work/xsched.log" 2>&1 \
     && cmake --build "$work/xsched-build" -j "$jobs" >>"$work/xsched.log" 2>&1 \
     && cmake --install "$work/xsched-build" --prefix "$work/xsched" >>"$work/xsched.log" 2>&1 \

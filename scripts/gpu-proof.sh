@@ -14,10 +14,12 @@
 # OUTDIR gets one log per step, summary.txt (every command, its status and duration, the result lines),
 # ctx/ (the driver's JSON and logs) and bench/ (report.json, report.png, server logs).
 # Environment: CUDA_ARCH (90), JOBS (core count), DURATION (s per driver phase, 6), MODEL (skip synth),
-# XSCHED_LLAMA_CACHE (the toolkit's cache). A step that fails is recorded and the pipeline goes on.
+# BENCH_ARGS (extra words for the bench, e.g. "--scenario wrr --builds patched"), XSCHED_LLAMA_CACHE (the
+# toolkit's cache). A step that fails is recorded and the pipeline goes on; the exit status is 1 if any failed. Steps given by name run in the
+# order given (e.g. `build-patched synth wrr bench` re-measures WRR only).
 set -uo pipefail
 
-[ $# -ge 1 ] || { sed -n '2,16p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,19p' "$0"; exit 2; }
 out_arg=$1
 shift
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -74,7 +76,7 @@ smoke_tests() {
     echo "+ xsched-ctx-bench -m $MODEL --scenario hpf-decode --duration 2 -v (full log: smoke-ctx.log)"
     timeout 120 "$d/xsched-ctx-bench" -m "$MODEL" --scenario hpf-decode --duration 2 -v > "$OUT/smoke-ctx.log" 2>&1
     echo "rc=$?"
-    grep -E "xsched|xqueue|graph|phase|solo|concurrent|A_|B_|rror" "$OUT/smoke-ctx.log" | sort | uniq -c | sort -rn | head -60
+    grep -E "xsched|xqueue|CUDA graphs|^phase|^solo|^concurrent|^[AB]_|rror" "$OUT/smoke-ctx.log" | sort | uniq -c | head -40
     echo "+ python -m pytest -m gpu tests/test_server_gpu.py (XSCHED_LLAMA_TEST_MODEL=$MODEL)"
     (cd "$root" && XSCHED_LLAMA_TEST_MODEL=$MODEL XSCHED_LLAMA_CUDA_ARCH=$ARCH timeout 300 \
         python3 -m pytest -m gpu -p no:cacheprovider -x -q tests/test_server_gpu.py)
@@ -89,7 +91,8 @@ do_group() {  # do_group GROUP: one group of run-gpu-proof.sh into ctx/
 
 do_bench() {
     model || return 1
-    step bench xsched-llama bench --cuda --model "$MODEL" --out "$OUT/bench"
+    # shellcheck disable=SC2086  # BENCH_ARGS is a list of words
+    step bench xsched-llama bench --cuda --model "$MODEL" --out "$OUT/bench" ${BENCH_ARGS:-}
     tail -40 "$OUT/bench.log" | sed 's/^/  [bench] /' >> "$S"
 }
 
@@ -108,17 +111,19 @@ run_one() {
 { echo "gpu-proof.sh $(date -u +%FT%TZ) commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true; } >> "$S"
 
+failed=()
 if [ "${steps[*]}" = all ]; then
     do_synth &
     synth_pid=$!
-    do_build_patched
+    do_build_patched || failed+=(build-patched)
     do_build_vanilla &
     vanilla_pid=$!
-    wait "$synth_pid"
-    do_smoke
-    wait "$vanilla_pid"
-    for s in vanilla-driver overhead hpf wrr bench baseline; do run_one "$s"; done
+    wait "$synth_pid" || failed+=(synth)
+    do_smoke || failed+=(smoke)
+    wait "$vanilla_pid" || failed+=(build-vanilla)
+    for s in vanilla-driver overhead hpf wrr bench baseline; do run_one "$s" || failed+=("$s"); done
 else
-    for s in "${steps[@]}"; do run_one "$s"; done
+    for s in "${steps[@]}"; do run_one "$s" || failed+=("$s"); done
 fi
-echo "=== done $(date -u +%FT%TZ)" >> "$S"
+echo "=== done $(date -u +%FT%TZ)${failed[*]:+, failed: ${failed[*]}}" >> "$S"
+[ ${#failed[@]} -eq 0 ] || { echo "error: failed steps: ${failed[*]} (see $S)" >&2; exit 1; }

@@ -87,3 +87,25 @@ def test_not_a_llama_server(name: str, not_llama: str) -> None:
 ])
 def test_bad_options(name: str, args: list[str], needle: str) -> None:
     one_line_error(run(name, *args), needle)
+
+
+def test_gpu_proof_usage() -> None:
+    cp = run("gpu-proof.sh")
+    assert cp.returncode == 2 and "usage" in cp.stdout and "STEP" in cp.stdout
+
+
+def test_gpu_proof_unknown_step(tmp_path: Path) -> None:
+    out = tmp_path / "proof"
+    cp = run("gpu-proof.sh", str(out), "build-patched", "wrr-fast")
+    one_line_error(cp, "unknown step wrr-fast", "build-patched")
+    assert not out.exists()  # nothing written before the steps are known to be valid
+
+
+def test_gpu_proof_step_without_model(tmp_path: Path) -> None:
+    """A measuring step with no model (no synth step ran) fails; the others still run; the exit status says so."""
+    out = tmp_path / "proof"
+    cp = run("gpu-proof.sh", str(out), "hpf", "wrr")
+    assert cp.returncode == 1, cp.stderr
+    assert "=== done" in (out / "summary.txt").read_text()
+    assert cp.stderr.count("no model (synth failed?") == 2
+    assert cp.stderr.strip().splitlines()[-1].startswith("error: failed steps: hpf wrr")

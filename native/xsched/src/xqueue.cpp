@@ -205,6 +205,11 @@ void XQueue::SetWeight(int32_t w) {
     weight_ = w;
 }
 
+void XQueue::SetGroup(uint64_t g) {
+    Lock l(mu_);
+    group_ = g;
+}
+
 void XQueue::SetName(const char *name) {
     Lock l(mu_);
     name_.assign(name, strnlen(name, 63));
@@ -222,7 +227,7 @@ uint64_t XQueue::UnitsLaunched() {
 
 XQueue::View XQueue::GetView() {
     Lock l(mu_);
-    return View{handle, priority_, weight_, state_ == kQueueStateReady || scopes_ > 0, sched_suspended_};
+    return View{handle, priority_, weight_, group_, state_ == kQueueStateReady || scopes_ > 0, sched_suspended_};
 }
 
 void XQueue::FillInfo(XQueueInfo *row) {
@@ -241,6 +246,7 @@ void XQueue::FillInfo(XQueueInfo *row) {
     row->units_launched = launched_;
     row->suspended_us = suspended_us_ + (Blocked() ? MicrosSince(suspended_since_) : 0);
     row->gate_blocked_us = gate_blocked_us_;
+    row->group = group_;
 }
 
 XResult XQueue::Submit(const Command &cmd) {

@@ -61,6 +61,8 @@ public:
     void SetPriority(int32_t p);
     // SetWeight() stores the weight (range checked by the caller).
     void SetWeight(int32_t w);
+    // SetGroup() stores the scheduling group (0 = none).
+    void SetGroup(uint64_t g);
     // SetName() stores the snapshot label.
     void SetName(const char *name);
     // State() returns Idle or Ready.
@@ -82,6 +84,7 @@ public:
         XQueueHandle handle;  // the queue
         int32_t priority;     // bigger = more important
         int32_t weight;       // WRR share
+        uint64_t group;       // scheduling group, 0 = none (a client of its own)
         bool ready;           // Ready state or an open activity scope
         bool suspended;       // held back by the scheduler
     };
@@ -116,6 +119,7 @@ private:
     std::atomic<bool> wake_{false};      // true while aborted or destroyed (cancels marker waits)
     int32_t priority_ XSCHED_GUARDED_BY(mu_) = PRIORITY_DEFAULT;  // HPF priority
     int32_t weight_ XSCHED_GUARDED_BY(mu_) = WEIGHT_DEFAULT;      // WRR weight
+    uint64_t group_ XSCHED_GUARDED_BY(mu_) = 0;                   // XHintGroup, 0 = none
     std::string name_ XSCHED_GUARDED_BY(mu_);                     // snapshot label
     int64_t threshold_ XSCHED_GUARDED_BY(mu_);                    // in-flight limit
     int64_t batch_ XSCHED_GUARDED_BY(mu_);                        // marker distance

@@ -289,6 +289,15 @@ XResult XHintWeight(XQueueHandle xq, int32_t weight) {
     return kXSchedSuccess;
 }
 
+XResult XHintGroup(XQueueHandle xq, uint64_t group) {
+    std::shared_ptr<XQueue> q;
+    XResult r = FindQueue(xq, &q);
+    if (r != kXSchedSuccess) return r;
+    q->SetGroup(group);
+    if (Scheduler *s = Scheduler::Existing()) s->Reschedule();
+    return kXSchedSuccess;
+}
+
 XResult XHintTimeslice(int64_t timeslice_us) {
     if (timeslice_us < kTimesliceMinUs || timeslice_us > kTimesliceMaxUs) return kXSchedErrorInvalidValue;
     Scheduler *s = nullptr;

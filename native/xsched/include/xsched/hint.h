@@ -14,6 +14,13 @@ extern "C" {
 XSCHED_API XResult XHintPriority(XQueueHandle xq, int32_t priority);
 /* XHintWeight() sets xq's WRR weight in [WEIGHT_MIN, WEIGHT_MAX]. */
 XSCHED_API XResult XHintWeight(XQueueHandle xq, int32_t weight);
+/* XHintGroup() puts xq into scheduling group `group` (0 = none, the default:
+ * the queue is a client of its own). Queues of one nonzero group are one
+ * client of the policy: WRR gives them a single shared turn, lasting quantum x
+ * the largest weight among the group's Ready queues, and suspends or resumes
+ * them together. One llama context's CPU and GPU queues form a group, so its
+ * decode step never waits for its own other queue's turn. Thread-safe. */
+XSCHED_API XResult XHintGroup(XQueueHandle xq, uint64_t group);
 /* XHintTimeslice() sets the WRR quantum in microseconds ([100, 10000000]); a
  * queue's turn lasts quantum x weight. */
 XSCHED_API XResult XHintTimeslice(int64_t timeslice_us);
@@ -47,6 +54,7 @@ typedef struct {
     uint64_t units_launched;    /* total units admitted by gate or worker */
     uint64_t suspended_us;      /* total time spent suspended */
     uint64_t gate_blocked_us;   /* total time callers spent blocked in gates */
+    uint64_t group;             /* XHintGroup, 0 if none */
 } XQueueInfo;
 
 /* XSchedSnapshotInfo describes the scheduler as a whole. */

@@ -142,12 +142,15 @@ struct ggml_xqueue_group {
         }
     }
 
-    // set_prefix() names the queues "<prefix>/<suffix>" in scheduler snapshots.
+    // set_prefix() names the queues "<prefix>/<suffix>" in scheduler snapshots and puts them into the
+    // scheduling group of that prefix: the queues of every backend of one llama context share the prefix,
+    // so the policy treats them as one client (WRR gives the context's CPU and CUDA queues one turn).
     void set_prefix(const char * p) {
         std::lock_guard<std::mutex> lock(mutex);
         prefix = p ? p : "";
         for (const auto & q : queues) {
             XQueueSetName(q.xq, name_of(q).c_str());
+            XHintGroup(q.xq, group_id());
         }
     }
 
@@ -162,10 +165,23 @@ private:
         return prefix.empty() ? q.suffix : prefix + "/" + q.suffix;
     }
 
+    // group_id() is the scheduling group of the prefix (FNV-1a, never 0), or 0 (none) without a prefix.
+    uint64_t group_id() const {
+        if (prefix.empty()) {
+            return 0;
+        }
+        uint64_t h = 1469598103934665603ull;
+        for (unsigned char c : prefix) {
+            h = (h ^ c) * 1099511628211ull;
+        }
+        return h != 0 ? h : 1;
+    }
+
     void apply(const entry & q) {
         XHintPriority(q.xq, priority);
         XHintWeight(q.xq, weight);
         XQueueSetName(q.xq, name_of(q).c_str());
+        XHintGroup(q.xq, group_id());
         if (active) {
             XQueueBeginActive(q.xq);
         }

@@ -274,6 +274,7 @@ json server_xsched_snapshot() {
             {"units",           r.units_launched},
             {"suspended_us",    r.suspended_us},
             {"gate_blocked_us", r.gate_blocked_us},
+            {"group",           r.group},
         });
     }
     return {
