@@ -192,7 +192,14 @@ def test_xsched_get(srv: ServerProcess) -> None:
         for i in range(3):
             assert any(n.startswith(f"inst{i}") for n in names), names
         for q in snap["queues"]:
-            assert set(q) >= {"name", "priority", "weight", "state", "suspended", "in_flight", "units", "suspended_us"}
+            assert set(q) >= {"name", "priority", "weight", "state", "suspended", "in_flight", "units", "suspended_us",
+                              "group"}
+        # every queue of one instance is in that instance's scheduling group, and the groups differ
+        groups = {q["name"].split("/")[0]: set() for q in snap["queues"]}
+        for q in snap["queues"]:
+            groups[q["name"].split("/")[0]].add(q["group"])
+        assert all(len(g) == 1 and 0 not in g for g in groups.values()), groups
+        assert len({next(iter(g)) for g in groups.values()}) == len(groups), groups
 
 
 def test_xsched_post_priority_changes_routing(srv: ServerProcess) -> None:

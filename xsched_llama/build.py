@@ -181,6 +181,9 @@ def _build(opts: BuildOptions, cache: Path) -> dict[str, Any]:
     phase = "configure"
     try:
         if stamp.get("configure") != cfg or not (bdir / "CMakeCache.txt").is_file():
+            # a new configure line starts from a fresh cache (as `cmake --fresh`): a -D given last time and not
+            # now must not stick; object files stay, so only what the change touches recompiles
+            (bdir / "CMakeCache.txt").unlink(missing_ok=True)
             with ui.step(f"Configuring {variant(opts)} (log {log})"):
                 run(cfg, env=env, log=log)
         phase = "build"
