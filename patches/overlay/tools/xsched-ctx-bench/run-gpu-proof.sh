@@ -54,6 +54,7 @@ overhead)
     run bench-vanilla -- "$VB" -m "$M" -ngl 99 -p 512 -n 128 -r 5
     run bench-patched -- "$PB" -m "$M" -ngl 99 -p 512 -n 128 -r 5
     run bench-patched-nographs GGML_XQUEUE_GRAPHS=off -- "$PB" -m "$M" -ngl 99 -p 512 -n 128 -r 5
+    run bench-patched-nodegate GGML_XQUEUE_GATE=node -- "$PB" -m "$M" -ngl 99 -p 512 -n 128 -r 5
     run bench-vanilla-2 -- "$VB" -m "$M" -ngl 99 -p 512 -n 128 -r 5
     run overhead-decode -- "$D" -m "$M" --scenario overhead --duration "$DUR" --json "$OUT/overhead-decode.json"
     run overhead-prefill -- "$D" -m "$M" --scenario overhead --a-mode prefill --prompt 512 -b 512 --duration "$DUR" --json "$OUT/overhead-prefill.json"

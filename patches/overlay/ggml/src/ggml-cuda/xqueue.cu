@@ -12,6 +12,12 @@
 //     greedy: as auto, but under HPF a lower-priority context also uses graphs
 //           while every more important queue is Idle (faster harvesting; a
 //           high-priority arrival may wait behind one in-flight graph).
+//   GGML_XQUEUE_GATE=auto|node (default auto)
+//     auto: a context that nothing can preempt (the auto rule above, whatever
+//           GGML_XQUEUE_GRAPHS says) passes one gate per graph compute instead
+//           of one per node: its per-node gates would never hold it back, and
+//           they cost ~1 us each (~2.5% of a prefill on an H200).
+//     node: every node (or graph launch) is a gated unit, always.
 //   GGML_XQUEUE_STREAM_PRIORITY=on|off (default on)
 //     on: a context of priority p > 0 gets CUDA stream priority -p (clamped to
 //         the device range), so its kernels win at block granularity.
@@ -50,6 +56,21 @@ static ggml_cuda_xqueue_graph_mode ggml_cuda_xqueue_graph_mode_from_env() {
 static ggml_cuda_xqueue_graph_mode ggml_cuda_xqueue_get_graph_mode() {
     static const ggml_cuda_xqueue_graph_mode mode = ggml_cuda_xqueue_graph_mode_from_env();
     return mode;
+}
+
+static bool ggml_cuda_xqueue_coarse_gate_enabled() {
+    static const bool enabled = [] {
+        const char * v = getenv("GGML_XQUEUE_GATE");
+        if (v == nullptr || *v == '\0' || strcmp(v, "auto") == 0) {
+            return true;
+        }
+        if (strcmp(v, "node") == 0) {
+            return false;
+        }
+        fprintf(stderr, "error: GGML_XQUEUE_GATE=%s: expected auto or node\n", v);
+        exit(1);
+    }();
+    return enabled;
 }
 
 static bool ggml_cuda_xqueue_stream_priority_enabled() {
@@ -159,46 +180,43 @@ static void ggml_cuda_xqueue_apply_hw_priority(ggml_backend_cuda_context & ctx, 
     ggml_cuda_set_device(ctx.device);
 }
 
-// ggml_cuda_xqueue_graphs_allowed() is the GGML_XQUEUE_GRAPHS decision for one graph compute.
-static bool ggml_cuda_xqueue_graphs_allowed(ggml_cuda_xqueue_state & s) {
-    const ggml_cuda_xqueue_graph_mode mode = ggml_cuda_xqueue_get_graph_mode();
-    switch (mode) {
-        case GGML_CUDA_XQUEUE_GRAPHS_ON:  return true;
-        case GGML_CUDA_XQUEUE_GRAPHS_OFF: return false;
-        case GGML_CUDA_XQUEUE_GRAPHS_AUTO:
-        case GGML_CUDA_XQUEUE_GRAPHS_GREEDY: break;
-    }
-    if (s.group.empty()) {
-        return true; // no XQueue (platform refused): nothing to preempt, upstream behaviour
-    }
+// ggml_cuda_xqueue_threat is who could preempt a context now, read from one scheduler snapshot.
+struct ggml_cuda_xqueue_threat {
+    bool any;  // some queue may preempt it (a more important one exists, or the policy time-slices)
+    bool busy; // such a queue is Ready or in an activity scope (for greedy: only then is a graph risky)
+};
 
+// ggml_cuda_xqueue_threat_now() tells whether another queue may preempt the context of s.
+static ggml_cuda_xqueue_threat ggml_cuda_xqueue_threat_now(ggml_cuda_xqueue_state & s) {
+    if (s.group.empty()) {
+        return {false, false}; // no XQueue (platform refused): nothing to preempt, upstream behaviour
+    }
     constexpr size_t capacity = 64;
     XSchedSnapshotInfo info = {};
     XQueueInfo rows[capacity];
     size_t n = 0;
     if (XSchedSnapshot(&info, rows, capacity, &n) != kXSchedSuccess || n < info.n_queues) {
-        return false; // cannot tell: stay preemptible
+        return {true, true}; // cannot tell: stay preemptible
     }
     if (info.scheduler != kSchedulerLocal) {
-        return false; // app-managed: the program may suspend any queue at any time
+        return {true, true}; // app-managed: the program may suspend any queue at any time
     }
     if (info.policy == kPolicyNone) {
-        return true;
+        return {false, false};
     }
     if (info.policy != kPolicyHighestPriorityFirst) {
-        return false;
+        return {true, true}; // WRR: time slices need node granularity
     }
+    ggml_cuda_xqueue_threat t = {false, false};
     const int32_t own = s.group.get_priority();
     for (size_t i = 0; i < n; ++i) {
         if (rows[i].priority <= own || s.group.owns(rows[i].handle)) {
             continue;
         }
-        const bool busy = rows[i].state == kQueueStateReady || rows[i].active_scopes > 0;
-        if (mode == GGML_CUDA_XQUEUE_GRAPHS_AUTO || busy) {
-            return false; // a more important queue exists (greedy: is busy): a whole graph would delay it
-        }
+        t.any = true;
+        t.busy = t.busy || rows[i].state == kQueueStateReady || rows[i].active_scopes > 0;
     }
-    return true;
+    return t;
 }
 
 void ggml_cuda_xqueue_prepare(ggml_backend_cuda_context & ctx) {
@@ -212,11 +230,26 @@ void ggml_cuda_xqueue_prepare(ggml_backend_cuda_context & ctx) {
 
     ctx.stream(ctx.device, 0); // stream 0 and its XQueue exist before the first gate
 
-    const bool allowed = ggml_cuda_xqueue_graphs_allowed(s);
+    const ggml_cuda_xqueue_graph_mode mode = ggml_cuda_xqueue_get_graph_mode();
+    const ggml_cuda_xqueue_threat threat = ggml_cuda_xqueue_threat_now(s);
+    bool allowed = true;
+    switch (mode) {
+        case GGML_CUDA_XQUEUE_GRAPHS_ON:     allowed = true;         break;
+        case GGML_CUDA_XQUEUE_GRAPHS_OFF:    allowed = false;        break;
+        case GGML_CUDA_XQUEUE_GRAPHS_AUTO:   allowed = !threat.any;  break; // a whole graph would delay it
+        case GGML_CUDA_XQUEUE_GRAPHS_GREEDY: allowed = !threat.busy; break;
+    }
     if (allowed != s.graphs_allowed) {
         GGML_LOG_DEBUG("%s: %s: CUDA graphs %s\n", __func__, ctx.name.c_str(), allowed ? "allowed" : "disabled (preemptible)");
     }
     s.graphs_allowed = allowed;
+
+    const bool coarse = ggml_cuda_xqueue_coarse_gate_enabled() && !threat.any;
+    if (coarse != s.coarse) {
+        GGML_LOG_DEBUG("%s: %s: %s\n", __func__, ctx.name.c_str(), coarse ? "one gate per graph compute" : "one gate per node");
+    }
+    s.coarse = coarse;
+    s.epoch++;
 }
 
 static ggml_backend_cuda_context * ggml_cuda_xqueue_ctx(ggml_backend_t backend) {

@@ -31,6 +31,12 @@ struct ggml_cuda_xqueue_state {
     int applied_hw_priority = 0;
     // graphs_allowed: whether this context may use CUDA graphs now (see GGML_XQUEUE_GRAPHS).
     bool graphs_allowed = true;
+    // coarse: nothing can preempt this context now, so one gate per graph compute and stream suffices
+    // (see GGML_XQUEUE_GATE). Compute thread only, like epoch and gated_epoch.
+    bool coarse = false;
+    // epoch: counts graph computes (ggml_cuda_xqueue_prepare); gated_epoch: the epoch of a stream's last gate.
+    uint32_t epoch = 0;
+    uint32_t gated_epoch[GGML_CUDA_MAX_DEVICES][GGML_CUDA_MAX_STREAMS] = {};
 };
 
 // ggml_cuda_xqueue_create_stream() creates streams[device][stream_no] (with
@@ -43,8 +49,15 @@ void ggml_cuda_xqueue_destroy(ggml_backend_cuda_context & ctx);
 // decides whether this context may use CUDA graphs for this graph.
 void ggml_cuda_xqueue_prepare(ggml_backend_cuda_context & ctx);
 
-// ggml_cuda_xqueue_gate() blocks until the scheduler admits the next unit on (device, stream_no).
+// ggml_cuda_xqueue_gate() blocks until the scheduler admits the next unit on (device, stream_no); for a
+// coarse context only the first call of a graph compute on that stream is a gate.
 static inline void ggml_cuda_xqueue_gate(ggml_cuda_xqueue_state & s, int device, int stream_no) {
+    if (s.coarse) {
+        if (s.gated_epoch[device][stream_no] == s.epoch) {
+            return;
+        }
+        s.gated_epoch[device][stream_no] = s.epoch;
+    }
     ggml_xqueue_gate(s.xq[device][stream_no]);
 }
 
