@@ -44,6 +44,18 @@ def test_second_build_is_cached_and_cli_json(patched_cpu_server: Path, toolkit_c
     assert Path(data["binaries"]["llama-server"]).is_file() and Path(data["log"]).is_file()
 
 
+def test_a_define_left_out_leaves_the_cmake_cache(vanilla_cpu_server: Path, toolkit_cache: Path) -> None:
+    """A -D of one build, left out of the next, is gone from CMakeCache.txt; nothing recompiles for it."""
+    cmake_cache = vanilla_cpu_server.parents[1] / "CMakeCache.txt"
+    mtime = vanilla_cpu_server.stat().st_mtime_ns
+    build.build(build.BuildOptions(vanilla=True, cmake_args=["-DXSCHED_LLAMA_TEST_MARK=1"]), cache=toolkit_cache)
+    assert "XSCHED_LLAMA_TEST_MARK" in cmake_cache.read_text()
+    summary = build.build(build.BuildOptions(vanilla=True), cache=toolkit_cache)
+    assert not summary["cached"] and "XSCHED_LLAMA_TEST_MARK" not in cmake_cache.read_text()
+    assert vanilla_cpu_server.stat().st_mtime_ns == mtime  # same flags: the binary was not relinked
+    assert build.build(build.BuildOptions(vanilla=True), cache=toolkit_cache)["cached"]
+
+
 def test_serve_stops_cleanly_on_ctrl_c(patched_cpu_server: Path, default_model: Path, toolkit_cache: Path,
                                        tmp_path: Path) -> None:
     port = server.free_port()
