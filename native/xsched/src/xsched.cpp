@@ -41,6 +41,17 @@ XResult FindQueue(XQueueHandle xq, std::shared_ptr<XQueue> *out) {
     return *out ? kXSchedSuccess : kXSchedErrorNotFound;
 }
 
+// Hint() applies set(queue) to a live queue and lets the scheduler decide again.
+template <typename Set>
+XResult Hint(XQueueHandle xq, Set set) {
+    std::shared_ptr<XQueue> q;
+    XResult r = FindQueue(xq, &q);
+    if (r != kXSchedSuccess) return r;
+    set(*q);
+    if (Scheduler *s = Scheduler::Existing()) s->Reschedule();
+    return kXSchedSuccess;
+}
+
 // GetScheduler() returns the process scheduler, creating it from the
 // environment; InvalidValue (and no scheduler) when the environment is bad.
 XResult GetScheduler(Scheduler **out, Config *cfg_out) {
@@ -271,31 +282,16 @@ XResult XQueueProfileHwCommandCount(XQueueHandle xq, int64_t *count) {
 
 XResult XHintPriority(XQueueHandle xq, int32_t priority) {
     if (priority < PRIORITY_MIN || priority > PRIORITY_MAX) return kXSchedErrorInvalidValue;
-    std::shared_ptr<XQueue> q;
-    XResult r = FindQueue(xq, &q);
-    if (r != kXSchedSuccess) return r;
-    q->SetPriority(priority);
-    if (Scheduler *s = Scheduler::Existing()) s->Reschedule();
-    return kXSchedSuccess;
+    return Hint(xq, [priority](XQueue &q) { q.SetPriority(priority); });
 }
 
 XResult XHintWeight(XQueueHandle xq, int32_t weight) {
     if (weight < WEIGHT_MIN || weight > WEIGHT_MAX) return kXSchedErrorInvalidValue;
-    std::shared_ptr<XQueue> q;
-    XResult r = FindQueue(xq, &q);
-    if (r != kXSchedSuccess) return r;
-    q->SetWeight(weight);
-    if (Scheduler *s = Scheduler::Existing()) s->Reschedule();
-    return kXSchedSuccess;
+    return Hint(xq, [weight](XQueue &q) { q.SetWeight(weight); });
 }
 
 XResult XHintGroup(XQueueHandle xq, uint64_t group) {
-    std::shared_ptr<XQueue> q;
-    XResult r = FindQueue(xq, &q);
-    if (r != kXSchedSuccess) return r;
-    q->SetGroup(group);
-    if (Scheduler *s = Scheduler::Existing()) s->Reschedule();
-    return kXSchedSuccess;
+    return Hint(xq, [group](XQueue &q) { q.SetGroup(group); });
 }
 
 XResult XHintTimeslice(int64_t timeslice_us) {
