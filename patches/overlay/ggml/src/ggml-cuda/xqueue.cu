@@ -15,8 +15,9 @@
 //   GGML_XQUEUE_GATE=auto|node (default auto)
 //     auto: a context that nothing can preempt (the auto rule above, whatever
 //           GGML_XQUEUE_GRAPHS says) passes one gate per graph compute instead
-//           of one per node: its per-node gates would never hold it back, and
-//           they cost ~1 us each (~2.5% of a prefill on an H200).
+//           of one per node: its per-node gates would never hold it back
+//           (~17,000 of them for a 6,300-token prompt; a candidate cause of
+//           the 2-3% server prefill gap measured on an H200).
 //     node: every node (or graph launch) is a gated unit, always.
 //   GGML_XQUEUE_STREAM_PRIORITY=on|off (default on)
 //     on: a context of priority p > 0 gets CUDA stream priority -p (clamped to
