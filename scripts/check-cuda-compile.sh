@@ -13,6 +13,7 @@
 #   --also-off  also compile ggml-cuda.cu with GGML_XQUEUE=OFF (the upstream-equivalent path)
 # environment: XSCHED_LLAMA_CACHE (wheel cache; default $XDG_CACHE_HOME/xsched-llama or ~/.cache/xsched-llama),
 #              CUBLAS_INCLUDE (use these cuBLAS headers instead of the wheel)
+# exit status: 0 compiles, 1 does not (or a tool is missing), 2 bad arguments, 3 the cuBLAS wheel could not be downloaded
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
         --work) work=$2; shift 2 ;;
         --also-off) also_off=1; shift ;;
         --jobs) jobs=$2; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -59,7 +60,7 @@ else
         mkdir -p "$cache"
         if ! ls "$cache"/nvidia_cublas-*.whl >/dev/null 2>&1; then
             python3 -m pip download -q --no-deps --only-binary=:all: "nvidia-cublas==$cuda_ver.*" -d "$cache" \
-                || die "pip download nvidia-cublas==$cuda_ver.* failed"
+                || { echo "error: pip download nvidia-cublas==$cuda_ver.* failed (no network?)" >&2; exit 3; }
         fi
         whl=$(ls "$cache"/nvidia_cublas-*.whl | head -1)
         rm -rf "$cache/x" && mkdir -p "$cache/x"
