@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
         --work) work=$2; shift 2 ;;
         --also-off) also_off=1; shift ;;
         --jobs) jobs=$2; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
