@@ -14,7 +14,7 @@
 # OUTDIR gets one log per step, summary.txt (every command, its status and duration, the result lines),
 # ctx/ (the driver's JSON and logs) and bench/ (report.json, report.png, server logs).
 # Environment: CUDA_ARCH (90), JOBS (core count), DURATION (s per driver phase, 6), MODEL (skip synth),
-# BENCH_ARGS (extra words for the bench, e.g. "--scenario wrr --builds patched"), XSCHED_LLAMA_CACHE (the
+# COMMIT (recorded in the summary when the tree is no git checkout), BENCH_ARGS (extra words for the bench, e.g. "--scenario wrr --builds patched"), XSCHED_LLAMA_CACHE (the
 # toolkit's cache). A step that fails is recorded and the pipeline goes on; the exit status is 1 if any failed. Steps given by name run in the
 # order given (e.g. `build-patched synth wrr bench` re-measures WRR only).
 set -uo pipefail
@@ -108,7 +108,7 @@ run_one() {
     esac
 }
 
-{ echo "gpu-proof.sh $(date -u +%FT%TZ) commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+{ echo "gpu-proof.sh $(date -u +%FT%TZ) commit ${COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')}"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true; } >> "$S"
 
 failed=()
