@@ -14,12 +14,13 @@
 # OUTDIR gets one log per step, summary.txt (every command, its status and duration, the result lines),
 # ctx/ (the driver's JSON and logs) and bench/ (report.json, report.png, server logs).
 # Environment: CUDA_ARCH (90), JOBS (core count), DURATION (s per driver phase, 6), MODEL (skip synth),
-# COMMIT (recorded in the summary when the tree is no git checkout), BENCH_ARGS (extra words for the bench, e.g. "--scenario wrr --builds patched"), XSCHED_LLAMA_CACHE (the
-# toolkit's cache). A step that fails is recorded and the pipeline goes on; the exit status is 1 if any failed. Steps given by name run in the
+# COMMIT (recorded in the summary when the tree is no git checkout), BENCH_ARGS (extra words for the bench,
+# e.g. "--scenario wrr --builds patched"), XSCHED_LLAMA_CACHE (the toolkit's cache). A step that fails is
+# recorded and the pipeline goes on; the exit status is 1 if any failed. Steps given by name run in the
 # order given (e.g. `build-patched synth wrr bench` re-measures WRR only).
 set -uo pipefail
 
-[ $# -ge 1 ] || { sed -n '2,19p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,20p' "$0"; exit 2; }
 out_arg=$1
 shift
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
