@@ -232,7 +232,10 @@ void ggml_cuda_xqueue_prepare(ggml_backend_cuda_context & ctx) {
     ctx.stream(ctx.device, 0); // stream 0 and its XQueue exist before the first gate
 
     const ggml_cuda_xqueue_graph_mode mode = ggml_cuda_xqueue_get_graph_mode();
-    const ggml_cuda_xqueue_threat threat = ggml_cuda_xqueue_threat_now(s);
+    // one scheduler snapshot per graph compute, and none when neither decision below reads it
+    const bool need_threat = ggml_cuda_xqueue_coarse_gate_enabled() ||
+        mode == GGML_CUDA_XQUEUE_GRAPHS_AUTO || mode == GGML_CUDA_XQUEUE_GRAPHS_GREEDY;
+    const ggml_cuda_xqueue_threat threat = need_threat ? ggml_cuda_xqueue_threat_now(s) : ggml_cuda_xqueue_threat{true, true};
     bool allowed = true;
     switch (mode) {
         case GGML_CUDA_XQUEUE_GRAPHS_ON:     allowed = true;         break;
