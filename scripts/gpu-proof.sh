@@ -6,10 +6,11 @@
 # STEP (default: all, in this order):
 #   build-patched   xsched-llama build --cuda (llama-server, llama-bench, xsched-ctx-bench)
 #   synth           xsched-llama model synth --shape qwen3-8b (runs beside build-patched under "all")
-#   build-vanilla   the same commit unpatched (llama-server, llama-bench); under "all" it runs beside smoke
+#   build-vanilla   the same commit unpatched (llama-server, llama-bench); under "all" it runs beside
+#                   build-patched and smoke
 #   smoke           xsched-ctx-bench -v for 2 s per phase and tests/test_server_gpu.py on the synthetic model
 #   vanilla-driver  xsched-ctx-bench built against the vanilla build (the driver's vanilla columns)
-#   overhead hpf wrr baseline   the groups of patches/overlay/tools/xsched-ctx-bench/run-gpu-proof.sh
+#   wrr overhead hpf baseline   the groups of patches/overlay/tools/xsched-ctx-bench/run-gpu-proof.sh
 #   bench           xsched-llama bench --cuda (vanilla, patched, hw-priority only, WRR)
 # OUTDIR gets one log per step, summary.txt (every command, its status and duration, the result lines),
 # ctx/ (the driver's JSON and logs) and bench/ (report.json, report.png, server logs).
@@ -28,7 +29,7 @@ ARCH=${CUDA_ARCH:-90}
 JOBS=${JOBS:-$(nproc)}
 export DURATION=${DURATION:-6}
 PROOF=$root/patches/overlay/tools/xsched-ctx-bench/run-gpu-proof.sh
-ALL=(build-patched synth build-vanilla smoke vanilla-driver overhead hpf wrr bench baseline)
+ALL=(build-patched synth build-vanilla smoke vanilla-driver wrr bench overhead hpf baseline)
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(all)
 
@@ -114,15 +115,16 @@ run_one() {
 
 failed=()
 if [ "${steps[*]}" = all ]; then
+    # both builds at once: each alone leaves cores idle in its configure, link and longest-TU phases
     do_synth &
     synth_pid=$!
-    do_build_patched || failed+=(build-patched)
     do_build_vanilla &
     vanilla_pid=$!
+    do_build_patched || failed+=(build-patched)
     wait "$synth_pid" || failed+=(synth)
     do_smoke || failed+=(smoke)
     wait "$vanilla_pid" || failed+=(build-vanilla)
-    for s in vanilla-driver overhead hpf wrr bench baseline; do run_one "$s" || failed+=("$s"); done
+    for s in vanilla-driver wrr bench overhead hpf baseline; do run_one "$s" || failed+=("$s"); done
 else
     for s in "${steps[@]}"; do run_one "$s" || failed+=("$s"); done
 fi
