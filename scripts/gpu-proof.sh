@@ -3,7 +3,7 @@
 #
 # usage (repository root, after `pip install --no-build-isolation --no-deps .`):
 #   scripts/gpu-proof.sh OUTDIR [STEP...]
-# STEP (default: all, in this order):
+# STEP (default: all; all runs both builds at once, then smoke, vanilla-driver, wrr, bench, overhead, hpf, baseline):
 #   build-patched   xsched-llama build --cuda (llama-server, llama-bench, xsched-ctx-bench)
 #   synth           xsched-llama model synth --shape qwen3-8b (runs beside build-patched under "all")
 #   build-vanilla   the same commit unpatched (llama-server, llama-bench); under "all" it runs beside
