@@ -329,3 +329,22 @@ def test_bad_xsched_env_exits(server_binary: Path, default_model: Path, tmp_path
         assert not s.get("/xsched").json()["available"], "a core build must refuse XSCHED_POLICY=FIFO"
     finally:
         s.stop()
+
+
+def _threadpool_sizes(s: ServerProcess) -> list[int]:
+    """n_threads of every llama context the server created (common_init logs one line per context)."""
+    return [int(n) for n in re.findall(r"llama threadpool init, n_threads = (\d+)", s.log_text())]
+
+
+def test_instances_share_the_cores_by_default(server_binary: Path, default_model: Path, tmp_path: Path) -> None:
+    """Without -t, N instances get cores/N threads each (at least 1); an explicit -t is kept for every instance."""
+    base = ["-m", str(default_model), "-c", "512", "--no-warmup"]
+    with ServerProcess(server_binary, base, log_path=tmp_path / "one.log") as s:
+        (default,) = _threadpool_sizes(s)
+    if default < 2:
+        pytest.skip(f"llama.cpp's default thread count here is {default}: nothing to divide")
+    with ServerProcess(server_binary, [*base, "--instances", "1,0"], log_path=tmp_path / "two.log") as s:
+        assert _threadpool_sizes(s) == [default // 2] * 2
+    with ServerProcess(server_binary, [*base, "--instances", "2,1,0", "-t", str(default)],
+                       log_path=tmp_path / "explicit.log") as s:
+        assert _threadpool_sizes(s) == [default] * 3
