@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,18 @@ def test_json_and_plot(tmp_path: Path) -> None:
     import matplotlib.image
     img = matplotlib.image.imread(tmp_path / "report.png")
     assert img.shape[0] > 200 and img.shape[1] > 400
+
+
+@pytest.mark.parametrize("only", [("overhead",), ("harvest",)])
+def test_plot_of_a_subset(tmp_path: Path, only: tuple[str, ...]) -> None:
+    """A report of some scenarios only (e.g. `--scenario overhead`) plots without matplotlib warnings."""
+    runs = [{"name": name, "scenarios": {s: report.scenario_json(r, 0.0) for s, r in scen.items() if s in only}}
+            for name, scen in RESULTS.items()]
+    doc = {"schema": report.SCHEMA, "model": "/m/model.gguf", "device": "test", "runs": runs, "targets": []}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot(doc, tmp_path / "report.png")
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_plan_runs(tmp_path: Path) -> None:

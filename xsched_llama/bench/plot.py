@@ -41,7 +41,7 @@ def _latency_bars(ax: Any, runs: list[dict[str, Any]]) -> None:
     values: dict[str, dict[str, float]] = {}
     for run in runs:
         for sname, scen in run["scenarios"].items():
-            if sname not in ("hpf-decode", "hpf-prefill", "wrr"):
+            if sname not in ("hpf-decode", "hpf-prefill", "wrr", "overhead"):
                 continue
             for ph in scen["phases"]:
                 if ph["a_latency_median_s"] is None:
@@ -60,7 +60,11 @@ def _latency_bars(ax: Any, runs: list[dict[str, Any]]) -> None:
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(groups))], groups, fontsize=8)
     ax.set_ylabel("task A latency (s, median)")
     ax.set_title("task A latency per phase and build")
-    ax.legend(fontsize=8)
+    if names:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no scenario with task A latencies in this report", ha="center", va="center",
+                transform=ax.transAxes)
 
 
 def _timeline(ax: Any, run_name: str, scen: dict[str, Any]) -> None:
