@@ -46,8 +46,9 @@ fi
 [ -f "$src/ggml/src/ggml-cuda/ggml-cuda.cu" ] || die "$src is not a llama.cpp tree (set --src or LLAMA_SRC)"
 [ -f "$repo/patches/series" ] || die "$repo/patches/series not found"
 
-cuda_ver=$(nvcc --version | sed -n 's/.*release \([0-9]*\)\.\([0-9]*\).*/\1.\2/p')
-[ -n "$cuda_ver" ] || die "cannot read the CUDA version from nvcc --version"
+# shellcheck source=cuda-lib.sh
+. "$repo/scripts/cuda-lib.sh"
+cuda_ver=$(cuda_version)
 
 # 1. cuBLAS headers (from the nvidia-cublas wheel matching the CUDA major.minor)
 if [ -n "${CUBLAS_INCLUDE:-}" ]; then
@@ -57,22 +58,7 @@ else
     inc=$cache/include
     if [ ! -f "$inc/cublas_v2.h" ]; then
         step "downloading nvidia-cublas==$cuda_ver.* (headers only are kept)"
-        mkdir -p "$cache"
-        if ! ls "$cache"/nvidia_cublas-*.whl >/dev/null 2>&1; then
-            python3 -m pip download -q --no-deps --only-binary=:all: "nvidia-cublas==$cuda_ver.*" -d "$cache" \
-                || { echo "error: pip download nvidia-cublas==$cuda_ver.* failed (no network?)" >&2; exit 3; }
-        fi
-        whl=$(ls "$cache"/nvidia_cublas-*.whl | head -1)
-        rm -rf "$cache/x" && mkdir -p "$cache/x"
-        python3 - "$whl" "$cache/x" <<'EOF'
-import sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as z:
-    for n in z.namelist():
-        if "/include/" in n and n.endswith(".h"):
-            z.extract(n, sys.argv[2])
-EOF
-        rm -rf "$inc" && mv "$(dirname "$(find "$cache/x" -name cublas_v2.h | head -1)")" "$inc" && rm -rf "$cache/x"
-        rm -f "$whl" # a few hundred MB; the headers are all we need
+        cublas_extract "$cuda_ver" "$cache" include
     fi
 fi
 [ -f "$inc/cublas_v2.h" ] || die "no cublas_v2.h in $inc"

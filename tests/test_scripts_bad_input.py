@@ -1,4 +1,4 @@
-"""scripts/test_llamacpp.sh and scripts/test_wrr.sh on bad input: one-line error, exit status 2.
+"""The scripts (test_llamacpp.sh, test_wrr.sh, gpu-proof.sh, cross-build-cuda.sh) on bad input: one-line error, exit 2.
 
 No llama build is needed: the "servers" here are a closed port and a plain HTTP server.
 """
@@ -109,3 +109,18 @@ def test_gpu_proof_step_without_model(tmp_path: Path) -> None:
     assert "=== done" in (out / "summary.txt").read_text()
     assert cp.stderr.count("no model (synth failed?") == 2
     assert cp.stderr.strip().splitlines()[-1].startswith("error: failed steps: hpf wrr")
+
+
+@pytest.mark.parametrize("args,needle", [
+    ([], "OUTDIR is required"),
+    (["OUT", "--cuda"], "unknown option --cuda"),
+    (["OUT", "--arch", "sm90"], "--arch sm90: expected an SM number"),
+    (["OUT", "--jobs", "0"], "--jobs 0: expected a positive integer"),
+    (["OUT", "--jobs"], "--jobs needs a value"),
+    (["OUT", "OTHER"], "one OUTDIR only"),
+])
+def test_cross_build_bad_arguments(tmp_path: Path, args: list[str], needle: str) -> None:
+    """Bad arguments stop cross-build-cuda.sh before anything is downloaded, built or written."""
+    args = [str(tmp_path / a) if a in ("OUT", "OTHER") else a for a in args]
+    one_line_error(run("cross-build-cuda.sh", *args), needle)
+    assert list(tmp_path.iterdir()) == []
