@@ -54,7 +54,7 @@ cuda_ver=$(cuda_version)
 if [ -n "${CUBLAS_INCLUDE:-}" ]; then
     inc=$CUBLAS_INCLUDE
 else
-    cache=${XSCHED_LLAMA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/xsched-llama}/cublas-$cuda_ver
+    cache=$(toolkit_cache)/cublas-$cuda_ver
     inc=$cache/include
     if [ ! -f "$inc/cublas_v2.h" ]; then
         step "downloading nvidia-cublas==$cuda_ver.* (headers only are kept)"

@@ -47,7 +47,7 @@ done
 # shellcheck source=cuda-lib.sh
 . "$repo/scripts/cuda-lib.sh"
 ver=$(cuda_version)
-cache=${XSCHED_LLAMA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/xsched-llama}
+cache=$(toolkit_cache)
 
 # 1. cuBLAS headers and libraries
 cublas=$cache/cublas-$ver-full
@@ -57,9 +57,9 @@ if [ ! -f "$cublas/lib/libcublas.so" ] || [ ! -f "$cublas/include/cublas_v2.h" ]
 fi
 
 # 2. a link-time libcuda.so.1 exporting every cu* entry point of the toolkit's cuda.h
-cuda_h=$(dirname "$(command -v nvcc)")/../include/cuda.h
-[ -f "$cuda_h" ] || cuda_h=$(nvcc -v -x cu /dev/null -E 2>&1 | sed -n 's/.*INCLUDES="-I\([^"]*\)".*/\1/p' | head -1)/cuda.h
-[ -f "$cuda_h" ] || die "cannot find the CUDA toolkit's cuda.h"
+# (nvcc's own include directory: also right when nvcc on PATH is a wrapper script)
+cuda_h=$(nvcc -v -x cu /dev/null -E 2>&1 | sed -n 's/.*INCLUDES="-I\([^"]*\)".*/\1/p' | head -1)/cuda.h
+[ -f "$cuda_h" ] || die "cannot find the CUDA toolkit's cuda.h (looked in nvcc's include directory: $cuda_h)"
 stub=$cache/cuda-stub-$ver
 if [ ! -f "$stub/libcuda.so" ]; then
     mkdir -p "$stub"
@@ -75,6 +75,7 @@ defs=(-D "CUDA_cublas_LIBRARY=$cublas/lib/libcublas.so" -D "CUDA_cublasLt_LIBRAR
       -D "CMAKE_CUDA_FLAGS=-I$cublas/include" -D "CMAKE_CXX_FLAGS=-I$cublas/include")
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+trap 'rm -f "$out"/*.tmp' EXIT  # a failed run leaves no half-written file behind
 manifest=$out/manifest.txt.tmp
 { echo "cross-build-cuda.sh $(date -u +%FT%TZ) commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')"
   echo "CUDA $ver, sm_$arch, cuBLAS $(ls "$cublas/lib" | grep -m1 'libcublas\.so\.')"; } > "$manifest"
