@@ -5,10 +5,11 @@
 # the toolkit's cuda.h (the GPU machine's driver provides the real one). Each binary is stripped and
 # xz-compressed (an 82 MB sm_90 llama-server becomes ~42 MB).
 #
-# usage: scripts/cross-build-cuda.sh OUTDIR [--vanilla] [--arch SM] [--jobs N]
+# usage: scripts/cross-build-cuda.sh OUTDIR [--vanilla | --vanilla-only] [--arch SM] [--jobs N]
 #   OUTDIR     gets patched-server.xz (vanilla-server.xz), libxsched.so and manifest.txt (sha256 of each
 #              uncompressed binary, the commit, the CUDA version)
 #   --vanilla  also build the unpatched commit
+#   --vanilla-only  build only the unpatched commit (it does not change with the patches)
 #   --arch     CMAKE_CUDA_ARCHITECTURES (default 90)
 #   --jobs     parallel jobs (default: cores)
 # environment: XSCHED_LLAMA_CACHE (the toolkit's cache; the cuBLAS headers and libraries, ~600 MB, are kept
@@ -21,7 +22,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 die() { echo "error: $*" >&2; exit 1; }
-usage() { echo "error: $* (usage: scripts/cross-build-cuda.sh OUTDIR [--vanilla] [--arch SM] [--jobs N])" >&2; exit 2; }
+usage() { echo "error: $* (usage: scripts/cross-build-cuda.sh OUTDIR [--vanilla | --vanilla-only] [--arch SM] [--jobs N])" >&2; exit 2; }
 
 out=""
 vanilla=0
@@ -30,6 +31,7 @@ jobs=$(nproc)
 while [ $# -gt 0 ]; do
     case "$1" in
         --vanilla) vanilla=1; shift ;;
+        --vanilla-only) vanilla=2; shift ;;
         --arch) [ $# -ge 2 ] || usage "--arch needs a value"; arch=$2; shift 2 ;;
         --jobs) [ $# -ge 2 ] || usage "--jobs needs a value"; jobs=$2; shift 2 ;;
         -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
@@ -81,6 +83,7 @@ manifest=$out/manifest.txt.tmp
   echo "CUDA $ver, sm_$arch, cuBLAS $(ls "$cublas/lib" | grep -m1 'libcublas\.so\.')"; } > "$manifest"
 variants=(patched)
 [ "$vanilla" = 1 ] && variants+=(vanilla)
+[ "$vanilla" = 2 ] && variants=(vanilla)
 for v in "${variants[@]}"; do
     flag=()
     [ "$v" = vanilla ] && flag=(--vanilla)

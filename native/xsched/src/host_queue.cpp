@@ -1,6 +1,8 @@
 // host_queue.cpp: the host platform and its C entry points.
 #include "host_queue.h"
 
+#include <cstdlib>
+
 #include "registry.h"
 #include "xsched/host.h"
 
@@ -26,7 +28,9 @@ HostQueue::~HostQueue() {
     }
     work_cv_.notify_all();
     if (thread_.get_id() == std::this_thread::get_id()) {
-        thread_.detach();  // destroyed from one of its own callbacks
+        // unreachable through the C API, which refuses destroys from a callback (NotAllowed); a detached
+        // executor would run on in freed memory, so stop here rather than corrupt the process
+        std::abort();
     } else {
         thread_.join();
     }

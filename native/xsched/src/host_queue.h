@@ -29,6 +29,7 @@ public:
     XResult WaitMarker(Marker &m, const std::atomic<bool> &cancel) override;
     XResult Synchronize() override;
     void WakeWaiters() override;
+    bool OnOwnThread() const override { return thread_.get_id() == std::this_thread::get_id(); }
 
 private:
     struct Task {

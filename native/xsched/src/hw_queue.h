@@ -43,6 +43,8 @@ public:
     virtual void WakeWaiters() {}
     // OnWorkerStart() prepares a launch-worker thread (CUDA: sets the device).
     virtual void OnWorkerStart() {}
+    // OnOwnThread() tells whether the caller runs on the platform's own executor (a host queue's callback).
+    virtual bool OnOwnThread() const { return false; }
 
     // handle is the registry handle; set once when registered.
     HwQueueHandle handle = 0;

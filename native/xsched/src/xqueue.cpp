@@ -14,14 +14,21 @@ uint64_t MicrosSince(Clock::time_point t) {
     return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count());
 }
 
+// PreemptBucket() is the histogram bucket of a latency of us microseconds.
+size_t PreemptBucket(uint64_t us) {
+    static constexpr uint64_t kBounds[] = XSCHED_PREEMPT_BOUNDS_US;
+    static_assert(sizeof(kBounds) / sizeof(kBounds[0]) == XSCHED_PREEMPT_BUCKETS - 1, "bounds vs buckets");
+    size_t i = 0;
+    while (i < XSCHED_PREEMPT_BUCKETS - 1 && us > kBounds[i]) ++i;
+    return i;
+}
+
 }  // namespace
 
 XQueue::XQueue(std::shared_ptr<HwQueue> hwq, Scheduler *sched, int64_t flags, int64_t threshold, int64_t batch_size)
     : hwq_(std::move(hwq)), sched_(sched), flags_(flags), threshold_(threshold), batch_(batch_size) {}
 
-XQueue::~XQueue() {
-    if (worker_.joinable()) worker_.detach();  // only if Shutdown() ran on the worker itself
-}
+XQueue::~XQueue() = default;
 
 bool XQueue::RaiseReady() {
     if (state_ != kQueueStateIdle) return false;
@@ -61,6 +68,13 @@ XResult XQueue::GateLocked(Lock &l, bool force) {
             if (Blocked()) {
                 if (!blocked) t0 = Clock::now();
                 blocked = true;
+                if (drain_pending_) {
+                    // preempted with units in flight: see them complete (the preemption latency), then
+                    // wait for the resume
+                    r = WaitDrainLocked(l);
+                    if (r != kXSchedSuccess) break;
+                    continue;
+                }
                 l.Wait(cv_);
                 continue;
             }
@@ -90,6 +104,7 @@ XResult XQueue::GateLocked(Lock &l, bool force) {
             if (w == kXSchedSuccess) {
                 completed_ = std::max(completed_, pm.pos);
                 while (!markers_.empty() && markers_.front().pos <= completed_) markers_.pop_front();
+                NoteCompletedLocked();
                 continue;
             }
             if (w == kXSchedErrorAborted && !force) continue;  // the loop reports abort/destroy
@@ -106,6 +121,38 @@ XResult XQueue::GateLocked(Lock &l, bool force) {
     return r;
 }
 
+XResult XQueue::WaitDrainLocked(Lock &l) {
+    std::shared_ptr<Marker> m;
+    XResult r = hwq_->RecordMarker(&m);  // behind every unit this queue launched
+    if (r != kXSchedSuccess) {
+        drain_pending_ = false;  // cannot observe this drain
+        UpdateDrainCancel();
+        return r;
+    }
+    const uint64_t pos = launched_;
+    l.Unlock();
+    XResult w = hwq_->WaitMarker(*m, drain_cancel_);
+    l.Relock();
+    if (w == kXSchedSuccess) {
+        completed_ = std::max(completed_, pos);
+        while (!markers_.empty() && markers_.front().pos <= completed_) markers_.pop_front();
+        NoteCompletedLocked();
+        return kXSchedSuccess;
+    }
+    return w == kXSchedErrorAborted ? kXSchedSuccess : w;  // cancelled: the caller re-checks its state
+}
+
+void XQueue::NoteCompletedLocked() {
+    if (!drain_pending_ || completed_ < drain_target_) return;
+    drain_pending_ = false;
+    UpdateDrainCancel();
+    const uint64_t us = MicrosSince(drain_since_);
+    preempt_.measured++;
+    preempt_.sum_us += us;
+    preempt_.max_us = std::max(preempt_.max_us, us);
+    preempt_.buckets[PreemptBucket(us)]++;
+}
+
 XResult XQueue::Synchronized() {
     bool edge = false;
     {
@@ -113,6 +160,7 @@ XResult XQueue::Synchronized() {
         if (destroyed_) return kXSchedErrorNotFound;
         completed_ = launched_;
         markers_.clear();
+        NoteCompletedLocked();
         if (scopes_ == 0 && state_ == kQueueStateReady) {
             state_ = kQueueStateIdle;
             edge = true;
@@ -155,6 +203,7 @@ void XQueue::SetAbort(bool abort) {
         Lock l(mu_);
         aborted_ = abort;
         wake_.store(aborted_ || destroyed_);
+        UpdateDrainCancel();
         cv_.notify_all();
     }
     hwq_->WakeWaiters();
@@ -168,6 +217,12 @@ XResult XQueue::SetLaunchConfig(int64_t threshold, int64_t batch_size) {
     threshold_ = t;
     batch_ = b;
     return kXSchedSuccess;
+}
+
+void XQueue::GetLaunchConfig(int64_t *threshold, int64_t *batch_size) {
+    Lock l(mu_);
+    *threshold = threshold_;
+    *batch_size = batch_;
 }
 
 void XQueue::UpdateSuspendClock(bool was_blocked) {
@@ -187,11 +242,27 @@ void XQueue::SetUserSuspended(bool s) {
 }
 
 bool XQueue::SetSchedSuspended(bool s) {
-    Lock l(mu_);
-    if (sched_suspended_ == s) return false;
-    bool was = Blocked();
-    sched_suspended_ = s;
-    UpdateSuspendClock(was);
+    bool wake = false;
+    {
+        Lock l(mu_);
+        if (sched_suspended_ == s) return false;
+        bool was = Blocked();
+        sched_suspended_ = s;
+        UpdateSuspendClock(was);
+        if (s && launched_ > completed_ && !destroyed_) {
+            // a preemption: units are (or may be) in flight
+            preempt_.count++;
+            drain_pending_ = true;
+            drain_target_ = launched_;
+            drain_since_ = Clock::now();
+            UpdateDrainCancel();
+        } else if (!s && drain_pending_) {
+            drain_pending_ = false;  // resumed before the drain was seen: counted, not measured
+            UpdateDrainCancel();
+            wake = true;
+        }
+    }
+    if (wake) hwq_->WakeWaiters();
     return true;
 }
 
@@ -247,6 +318,7 @@ void XQueue::FillInfo(XQueueInfo *row) {
     row->suspended_us = suspended_us_ + (Blocked() ? MicrosSince(suspended_since_) : 0);
     row->gate_blocked_us = gate_blocked_us_;
     row->group = group_;
+    row->preempt = preempt_;
 }
 
 XResult XQueue::Submit(const Command &cmd) {
@@ -307,23 +379,27 @@ void XQueue::WorkerLoop() {
     }
 }
 
-void XQueue::Shutdown() {
+bool XQueue::OnWorkerThread() {
+    Lock l(mu_);
+    return worker_.joinable() && worker_.get_id() == std::this_thread::get_id();
+}
+
+void XQueue::MarkDestroyed() {
     {
         Lock l(mu_);
         destroyed_ = true;
         wake_.store(true);
+        UpdateDrainCancel();
         worker_stop_ = true;
         cv_.notify_all();
         worker_cv_.notify_all();
     }
     hwq_->WakeWaiters();
-    if (worker_.joinable()) {
-        if (worker_.get_id() == std::this_thread::get_id()) {
-            worker_.detach();
-        } else {
-            worker_.join();
-        }
-    }
+}
+
+void XQueue::Shutdown() {
+    MarkDestroyed();
+    if (worker_.joinable()) worker_.join();  // never the worker itself: XQueueDestroy refuses that
     hwq_->Synchronize();
 }
 

@@ -53,6 +53,8 @@ public:
     void SetAbort(bool abort);
     // SetLaunchConfig() changes threshold/batch (<= 0 keeps a value).
     XResult SetLaunchConfig(int64_t threshold, int64_t batch_size);
+    // GetLaunchConfig() reads threshold/batch.
+    void GetLaunchConfig(int64_t *threshold, int64_t *batch_size);
     // SetUserSuspended() is XQueueSuspend/XQueueResume (independent of the scheduler).
     void SetUserSuspended(bool s);
     // SetSchedSuspended() is the scheduler's suspend/resume; returns true if it changed.
@@ -75,7 +77,12 @@ public:
     // WaitAll() waits until every command submitted before the call has completed.
     XResult WaitAll();
 
-    // Shutdown() implements destroy: wakes gates (they return NotFound),
+    // OnWorkerThread() tells whether the caller is this queue's launch worker (running a command's callback).
+    bool OnWorkerThread();
+    // MarkDestroyed() is the first step of destroy: gates wake and return NotFound from now on, even if the
+    // scheduler resumes the queue while it is being removed (idempotent).
+    void MarkDestroyed();
+    // Shutdown() implements destroy (MarkDestroyed() first): wakes gates (they return NotFound),
     // launches what the worker still holds, waits for launched work.
     void Shutdown();
 
@@ -102,6 +109,14 @@ private:
     bool Blocked() const XSCHED_REQUIRES(mu_) { return user_suspended_ || sched_suspended_; }
     // UpdateSuspendClock() accounts suspended time when the blocked state changes.
     void UpdateSuspendClock(bool was_blocked) XSCHED_REQUIRES(mu_);
+    // WaitDrainLocked() waits, mu_ released, until everything launched is complete or the wait is cancelled
+    // (resume, abort, destroy); a gate of a preempted queue calls it to observe the end of the drain.
+    XResult WaitDrainLocked(Lock &l) XSCHED_REQUIRES(mu_);
+    // NoteCompletedLocked() ends a pending preemption once completed_ covers what was in flight at its start.
+    void NoteCompletedLocked() XSCHED_REQUIRES(mu_);
+    // UpdateDrainCancel() keeps drain_cancel_ true exactly when a drain wait must end (no drain pending,
+    // aborted or destroyed), so a cancelled wait never repeats.
+    void UpdateDrainCancel() XSCHED_REQUIRES(mu_) { drain_cancel_.store(!drain_pending_ || aborted_ || destroyed_); }
     // WorkerLoop() is the launch worker.
     void WorkerLoop();
 
@@ -136,6 +151,13 @@ private:
     Clock::time_point suspended_since_ XSCHED_GUARDED_BY(mu_);   // start of the current suspension
     uint64_t suspended_us_ XSCHED_GUARDED_BY(mu_) = 0;           // finished suspensions, total
     uint64_t gate_blocked_us_ XSCHED_GUARDED_BY(mu_) = 0;        // time gates spent blocked, total
+    // Preemption latency (XPreemptStats in xsched/hint.h): a suspension by the scheduler while units were in
+    // flight starts a drain; it ends when completed_ reaches drain_target_.
+    bool drain_pending_ XSCHED_GUARDED_BY(mu_) = false;          // a preemption whose drain is not seen yet
+    uint64_t drain_target_ XSCHED_GUARDED_BY(mu_) = 0;           // launched_ at the suspension
+    Clock::time_point drain_since_ XSCHED_GUARDED_BY(mu_);       // the suspension
+    std::atomic<bool> drain_cancel_{true};                       // ends a drain wait (see UpdateDrainCancel)
+    XPreemptStats preempt_ XSCHED_GUARDED_BY(mu_) = {};          // the record
 
     // Launch worker state (asynchronous submit).
     std::condition_variable worker_cv_;  // worker waits here for commands

@@ -95,6 +95,7 @@ XResult HwQueueDestroy(HwQueueHandle hwq) {
         q = HwQueues().Find(hwq);
         if (!q) return kXSchedErrorNotFound;
         if (q->bound_xqueue != 0) return kXSchedErrorNotAllowed;
+        if (q->OnOwnThread()) return kXSchedErrorNotAllowed;  // a callback cannot free its own executor
         HwQueues().Remove(hwq);
     }
     q.reset();  // the platform queue is freed here (or by the last user)
@@ -139,10 +140,15 @@ XResult XQueueDestroy(XQueueHandle xq) {
     std::shared_ptr<XQueue> q;
     {
         Lock l(BindMutex());
-        q = XQueues().Remove(xq);
+        q = XQueues().Find(xq);
         if (!q) return kXSchedErrorNotFound;
+        // a command's callback (on the launch worker or the host executor) cannot destroy the queue that
+        // runs it: the worker would run on in freed memory and Synchronize() would wait for itself
+        if (q->OnWorkerThread() || q->hwq()->OnOwnThread()) return kXSchedErrorNotAllowed;
+        XQueues().Remove(xq);
         q->hwq()->bound_xqueue = 0;
     }
+    q->MarkDestroyed();  // before the scheduler resumes it on removal: a blocked gate must not be admitted
     if (Scheduler *s = Scheduler::Existing()) s->Remove(q);
     q->Shutdown();
     return kXSchedSuccess;
@@ -171,6 +177,15 @@ XResult XQueueSetLaunchConfig(XQueueHandle xq, int64_t threshold, int64_t batch_
     XResult r = FindQueue(xq, &q);
     if (r != kXSchedSuccess) return r;
     return q->SetLaunchConfig(threshold, batch_size);
+}
+
+XResult XQueueGetLaunchConfig(XQueueHandle xq, int64_t *threshold, int64_t *batch_size) {
+    if (threshold == nullptr || batch_size == nullptr) return kXSchedErrorInvalidValue;
+    std::shared_ptr<XQueue> q;
+    XResult r = FindQueue(xq, &q);
+    if (r != kXSchedSuccess) return r;
+    q->GetLaunchConfig(threshold, batch_size);
+    return kXSchedSuccess;
 }
 
 XResult XQueueSuspend(XQueueHandle xq, int64_t flags) {

@@ -22,6 +22,9 @@ TEST(NullAndForeignHandles) {
     CHECK_EQ_RES(XQueueSuspend(foreign, 0), kXSchedErrorNotFound);
     CHECK_EQ_RES(XQueueResume(foreign, 0), kXSchedErrorNotFound);
     CHECK_EQ_RES(XQueueSetLaunchConfig(foreign, 4, 2), kXSchedErrorNotFound);
+    int64_t th = 0, ba = 0;
+    CHECK_EQ_RES(XQueueGetLaunchConfig(foreign, &th, &ba), kXSchedErrorNotFound);
+    CHECK_EQ_RES(XQueueGetLaunchConfig(foreign, nullptr, &ba), kXSchedErrorInvalidValue);
     CHECK_EQ_RES(XQueueSetName(foreign, "x"), kXSchedErrorNotFound);
     CHECK_EQ_RES(XQueueWaitAll(foreign), kXSchedErrorNotFound);
     CHECK_EQ_RES(XQueueProfileHwCommandCount(foreign, &n), kXSchedErrorNotFound);

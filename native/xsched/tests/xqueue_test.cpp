@@ -46,6 +46,9 @@ TEST(ThresholdBatchAccounting) {
         CHECK_OK(XQueueSetLaunchConfig(q.xq, c[0], c[1]));
         XQueueInfo row = Row(q.xq);
         CHECK(row.threshold == c[0] && row.batch_size == c[1]);
+        int64_t t = 0, b = 0;
+        CHECK_OK(XQueueGetLaunchConfig(q.xq, &t, &b));
+        CHECK(t == c[0] && b == c[1]);
         uint64_t worst = 0;
         for (int i = 1; i <= 600; ++i) {
             u.cost_us.store(i % 7 == 0 ? 300 : (i % 3) * 20);
@@ -239,6 +242,65 @@ TEST(SubmitOnBlockingQueueNotAllowed) {
     CHECK_OK(HwCommandDestroy(c));  // still ours after the refusal
     CHECK_EQ_RES(HwCommandDestroy(c), kXSchedErrorNotFound);
     CHECK_OK(XQueueWaitAll(q.xq));  // nothing submitted: returns at once
+}
+
+// DestroyFromCallback is the state of commands that try to destroy the queues running them.
+struct DestroyFromCallback {
+    XQueueHandle xq = 0;
+    HwQueueHandle hwq = 0;
+    std::atomic<int> xq_result{-1};
+    std::atomic<int> hwq_result{-1};
+};
+
+// DestroyOwnQueues is an async command (it runs on the launch worker) that destroys its own XQueue and HwQueue.
+static XResult DestroyOwnQueues(HwQueueHandle, void *data) {
+    auto *d = static_cast<DestroyFromCallback *>(data);
+    d->xq_result.store(XQueueDestroy(d->xq));
+    d->hwq_result.store(HwQueueDestroy(d->hwq));
+    return kXSchedSuccess;
+}
+
+// A command's callback cannot destroy the queue that runs it (the worker would go on in freed memory, found
+// by the review under AddressSanitizer): NotAllowed, and the queue keeps working; a host callback cannot
+// destroy its own host queue either. The sanitizer run of scripts/sanitize-core.sh covers the memory side.
+TEST(DestroyFromOwnCallbackNotAllowed) {
+    Unit u;
+    DestroyFromCallback d;
+    HostXQueue q(kQueueCreateFlagNone);
+    REQUIRE(q.xq != 0);
+    d.xq = q.xq;
+    d.hwq = q.hwq;
+    HwCommandHandle c = 0;
+    CHECK_OK(HwCommandCreateCallback(&c, &DestroyOwnQueues, &d));
+    CHECK_OK(XQueueSubmit(q.xq, c));
+    CHECK_OK(XQueueWaitAll(q.xq));
+    CHECK(d.xq_result.load() == kXSchedErrorNotAllowed);
+    CHECK(d.hwq_result.load() == kXSchedErrorNotAllowed);  // still bound to the XQueue
+    CHECK_OK(HwCommandCreateCallback(&c, &LaunchUnit, &u));
+    CHECK_OK(XQueueSubmit(q.xq, c));
+    CHECK_OK(XQueueWaitAll(q.xq));
+    CHECK(u.executed.load() == 1);
+
+    // on the host executor (a blocking-submit queue's launched unit)
+    HostXQueue b;
+    DestroyFromCallback e;
+    e.xq = b.xq;
+    e.hwq = b.hwq;
+    CHECK_OK(XQueueGate(b.xq));
+    CHECK_OK(HostQueueLaunch(b.hwq, &DestroyOwnQueues, &e));
+    b.Drain();
+    CHECK(e.xq_result.load() == kXSchedErrorNotAllowed);
+    CHECK(e.hwq_result.load() == kXSchedErrorNotAllowed);
+    HwQueueHandle lone = 0;
+    CHECK_OK(HostQueueCreate(&lone));
+    DestroyFromCallback f;
+    f.hwq = lone;
+    f.xq = 0;
+    CHECK_OK(HostQueueLaunch(lone, &DestroyOwnQueues, &f));
+    CHECK_OK(HwQueueSynchronize(lone));
+    CHECK(f.xq_result.load() == kXSchedErrorInvalidValue);
+    CHECK(f.hwq_result.load() == kXSchedErrorNotAllowed);  // unbound, but its own executor
+    CHECK_OK(HwQueueDestroy(lone));
 }
 
 XT_MAIN()

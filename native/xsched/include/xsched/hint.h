@@ -39,6 +39,29 @@ XSCHED_API XResult XPolicyFromName(const char *name, XPolicyType *policy);
 /* XPolicyName() returns "HPF", "WRR", "NONE", or "UNKNOWN". */
 XSCHED_API const char *XPolicyName(XPolicyType policy);
 
+/* Preemption latency histogram: XSCHED_PREEMPT_BUCKETS buckets, the first
+ * XSCHED_PREEMPT_BUCKETS - 1 with the inclusive upper bounds (microseconds)
+ * XSCHED_PREEMPT_BOUNDS_US, the last one unbounded (+Inf). */
+#define XSCHED_PREEMPT_BUCKETS 12
+#define XSCHED_PREEMPT_BOUNDS_US {50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 5000, 20000}
+
+/* XPreemptStats is one queue's preemption record. A preemption is a
+ * suspension by the scheduler while the queue had launched units that were
+ * not known complete; its latency is the time from the suspension (the more
+ * important queue's Ready edge) until those units were seen complete, by the
+ * thread that launches on the queue: in a gate waiting while suspended, or
+ * when it reports XQueueSynchronized. A preemption whose queue was resumed
+ * before that counts in `count` but not in `measured`. Seen from a gate that
+ * the launching thread reached only after the drain, the latency is an upper
+ * bound (the drain ended earlier). */
+typedef struct {
+    uint64_t count;                               /* preemptions */
+    uint64_t measured;                            /* of those, with a latency */
+    uint64_t sum_us;                              /* sum of the measured latencies */
+    uint64_t max_us;                              /* the largest one */
+    uint64_t buckets[XSCHED_PREEMPT_BUCKETS];     /* measured latencies per bucket (not cumulative) */
+} XPreemptStats;
+
 /* XQueueInfo is one queue's row of a scheduler snapshot. */
 typedef struct {
     XQueueHandle handle;
@@ -55,6 +78,7 @@ typedef struct {
     uint64_t suspended_us;      /* total time spent suspended */
     uint64_t gate_blocked_us;   /* total time callers spent blocked in gates */
     uint64_t group;             /* XHintGroup, 0 if none */
+    XPreemptStats preempt;      /* preemption latency of this queue (see XPreemptStats) */
 } XQueueInfo;
 
 /* XSchedSnapshotInfo describes the scheduler as a whole. */

@@ -22,7 +22,8 @@ XSCHED_API const char *XResultName(XResult r);
 /* XResultMessage() returns a one-line English description of r. */
 XSCHED_API const char *XResultMessage(XResult r);
 
-/* HwQueueDestroy() unregisters hwq; NotAllowed while an XQueue is bound to it. */
+/* HwQueueDestroy() unregisters hwq; NotAllowed while an XQueue is bound to it
+ * and when called from one of hwq's own host callbacks. */
 XSCHED_API XResult HwQueueDestroy(HwQueueHandle hwq);
 /* HwQueueSynchronize() waits until everything launched on hwq has completed. */
 XSCHED_API XResult HwQueueSynchronize(HwQueueHandle hwq);
@@ -35,7 +36,9 @@ XSCHED_API XResult HwQueueSynchronize(HwQueueHandle hwq);
 XSCHED_API XResult XQueueCreate(XQueueHandle *xq, HwQueueHandle hwq, int64_t level, int64_t flags);
 /* XQueueDestroy() releases every gate blocked on xq (they return
  * kXSchedErrorNotFound), waits for launched work, and frees the queue. It never
- * blocks on a suspension. */
+ * blocks on a suspension. NotAllowed when called from a callback that xq runs
+ * (on its launch worker, or on its host queue's executor): the queue would be
+ * freed under the thread that runs it. */
 XSCHED_API XResult XQueueDestroy(XQueueHandle xq);
 /* XQueueGet() finds the XQueue bound to hwq; NotFound if none. */
 XSCHED_API XResult XQueueGet(XQueueHandle *xq, HwQueueHandle hwq);
@@ -48,6 +51,8 @@ XSCHED_API XResult XQueueSetName(XQueueHandle xq, const char *name);
  * InvalidValue if batch_size > threshold. Thread-safe; takes effect at the next
  * gate. */
 XSCHED_API XResult XQueueSetLaunchConfig(XQueueHandle xq, int64_t threshold, int64_t batch_size);
+/* XQueueGetLaunchConfig() reads xq's current threshold and batch_size. */
+XSCHED_API XResult XQueueGetLaunchConfig(XQueueHandle xq, int64_t *threshold, int64_t *batch_size);
 /* XQueueSuspend() stops xq from launching further units (Level 1). With
  * kQueueSuspendFlagSyncHwQueue it also waits for the in-flight units. Idempotent. */
 XSCHED_API XResult XQueueSuspend(XQueueHandle xq, int64_t flags);
@@ -59,8 +64,8 @@ XSCHED_API XResult XQueueQuery(XQueueHandle xq, XQueueState *state);
 /* ---- blocking submit -------------------------------------------------- */
 
 /* XQueueGate() admits one unit: it returns kXSchedSuccess when the caller may
- * launch it now. It blocks while xq is suspended and while more than
- * `threshold` units are in flight; it raises the Ready edge if xq was Idle, and
+ * launch it now. It blocks while xq is suspended and while
+ * `threshold` units (or more) are in flight; it raises the Ready edge if xq was Idle, and
  * records a completion marker on the HwQueue every batch_size units (before the
  * unit, so the marker covers the units before it). Returns kXSchedErrorAborted
  * at once (without blocking) while XQueueAbort(xq, 1) is in force; the caller

@@ -15,11 +15,92 @@
 #include <xsched/xsched.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <vector>
+
+// ggml_xqueue_preempt is how a context that can be preempted launches its work (GGML_XQUEUE_PREEMPT).
+enum ggml_xqueue_preempt {
+    GGML_XQUEUE_PREEMPT_SEGMENT, // "segment" (default): segments of at most GGML_XQUEUE_SEGMENT_US of GPU time,
+                                 // each replayed as its own CUDA graph, one gate per segment
+    GGML_XQUEUE_PREEMPT_NODE,    // "node": one gate per node, no CUDA graphs (XSched's choice; for measurement)
+    GGML_XQUEUE_PREEMPT_GRAPH,   // "graph": one gate per graph compute, CUDA graphs as upstream; nothing can be
+                                 // preempted inside a compute (for measurement)
+};
+
+// ggml_xqueue_knobs are the GGML_XQUEUE_* settings of the ggml layer, read once per process. The table of
+// every knob, with ranges and defaults, is docs/knobs.md.
+struct ggml_xqueue_knobs {
+    ggml_xqueue_preempt preempt         = GGML_XQUEUE_PREEMPT_SEGMENT;
+    int64_t             segment_us      = 400;  // GGML_XQUEUE_SEGMENT_US: GPU time budget of one segment
+    bool                stream_priority = true; // GGML_XQUEUE_STREAM_PRIORITY: priority p > 0 -> CUDA stream priority
+};
+
+constexpr int64_t GGML_XQUEUE_SEGMENT_US_MIN = 20;
+constexpr int64_t GGML_XQUEUE_SEGMENT_US_MAX = 100000;
+
+// ggml_xqueue_knob_error() reports a bad GGML_XQUEUE_* value on one line and exits: a bad value is never
+// replaced by a default.
+[[noreturn]] static inline void ggml_xqueue_knob_error(const char * name, const char * value, const char * allowed) {
+    fprintf(stderr, "error: %s=%s: expected %s\n", name, value, allowed);
+    exit(1);
+}
+
+// ggml_xqueue_parse_knobs() reads the GGML_XQUEUE_* environment (see ggml_xqueue_knobs).
+static inline ggml_xqueue_knobs ggml_xqueue_parse_knobs() {
+    ggml_xqueue_knobs k;
+    auto env = [](const char * name) -> const char * {
+        const char * v = getenv(name);
+        return v != nullptr && *v != '\0' ? v : nullptr;
+    };
+    for (const char * old : { "GGML_XQUEUE_GRAPHS", "GGML_XQUEUE_GATE" }) {
+        if (const char * v = env(old)) {
+            fprintf(stderr, "error: %s=%s: this setting was replaced by GGML_XQUEUE_PREEMPT=segment|node|graph "
+                            "(docs/knobs.md)\n", old, v);
+            exit(1);
+        }
+    }
+    if (const char * v = env("GGML_XQUEUE_PREEMPT")) {
+        if (strcmp(v, "segment") == 0) {
+            k.preempt = GGML_XQUEUE_PREEMPT_SEGMENT;
+        } else if (strcmp(v, "node") == 0) {
+            k.preempt = GGML_XQUEUE_PREEMPT_NODE;
+        } else if (strcmp(v, "graph") == 0) {
+            k.preempt = GGML_XQUEUE_PREEMPT_GRAPH;
+        } else {
+            ggml_xqueue_knob_error("GGML_XQUEUE_PREEMPT", v, "segment, node or graph");
+        }
+    }
+    if (const char * v = env("GGML_XQUEUE_SEGMENT_US")) {
+        char * end = nullptr;
+        errno = 0;
+        const long long us = strtoll(v, &end, 10);
+        if (errno != 0 || end == v || *end != '\0' || us < GGML_XQUEUE_SEGMENT_US_MIN || us > GGML_XQUEUE_SEGMENT_US_MAX) {
+            ggml_xqueue_knob_error("GGML_XQUEUE_SEGMENT_US", v, "an integer number of microseconds in [20, 100000]");
+        }
+        k.segment_us = us;
+    }
+    if (const char * v = env("GGML_XQUEUE_STREAM_PRIORITY")) {
+        if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0) {
+            k.stream_priority = true;
+        } else if (strcmp(v, "off") == 0 || strcmp(v, "0") == 0) {
+            k.stream_priority = false;
+        } else {
+            ggml_xqueue_knob_error("GGML_XQUEUE_STREAM_PRIORITY", v, "on or off");
+        }
+    }
+    return k;
+}
+
+// ggml_xqueue_get_knobs() returns the knobs, parsed at the first call.
+static inline const ggml_xqueue_knobs & ggml_xqueue_get_knobs() {
+    static const ggml_xqueue_knobs knobs = ggml_xqueue_parse_knobs();
+    return knobs;
+}
 
 // ggml_xqueue_group is the set of XQueues of one backend and the settings they share.
 // Every member function is thread-safe; create/destroy run on the compute thread.
@@ -27,13 +108,17 @@ struct ggml_xqueue_group {
     struct entry {
         XQueueHandle  xq;
         HwQueueHandle hwq;
-        std::string   suffix; // "cpu", "cuda0.s0", ...
+        std::string   suffix;         // "cpu", "cuda0.s0", ...
+        int64_t       base_threshold; // the in-flight window the queue was created with (XSCHED_THRESHOLD)
+        int64_t       base_batch;     // and its marker distance (XSCHED_BATCH)
     };
 
     std::mutex         mutex;
     std::vector<entry> queues;
     int32_t            priority = PRIORITY_DEFAULT;
     int32_t            weight   = WEIGHT_DEFAULT;
+    int64_t            window_threshold = 0; // set_window(): 0 = each queue's base window
+    int64_t            window_batch     = 0;
     bool               active   = false;
     bool               abort    = false;
     std::string        prefix;
@@ -47,6 +132,7 @@ struct ggml_xqueue_group {
     // create() makes a blocking-submit XQueue on hwq, applies the group's
     // settings and returns it; 0 (ungated) if the platform refused.
     XQueueHandle create(HwQueueHandle hwq, const char * suffix) {
+        (void) ggml_xqueue_get_knobs(); // a bad GGML_XQUEUE_* value stops the program before the first queue
         XQueueHandle xq = 0;
         XResult r = XQueueCreate(&xq, hwq, kPreemptLevelBlock, kQueueCreateFlagBlockingSubmit);
         if (r == kXSchedErrorInvalidValue) {
@@ -62,8 +148,11 @@ struct ggml_xqueue_group {
             HwQueueDestroy(hwq);
             return 0;
         }
+        int64_t threshold = 0;
+        int64_t batch     = 0;
+        XQueueGetLaunchConfig(xq, &threshold, &batch);
         std::lock_guard<std::mutex> lock(mutex);
-        queues.push_back({ xq, hwq, suffix });
+        queues.push_back({ xq, hwq, suffix, threshold, batch });
         apply(queues.back());
         return xq;
     }
@@ -154,6 +243,20 @@ struct ggml_xqueue_group {
         }
     }
 
+    // set_window() gives every queue the in-flight window (threshold units in flight, a marker every batch
+    // units), now and for queues created later; (0, 0) restores each queue's own window from its creation.
+    void set_window(int64_t threshold, int64_t batch) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (threshold == window_threshold && batch == window_batch) {
+            return;
+        }
+        window_threshold = threshold;
+        window_batch     = batch;
+        for (const auto & q : queues) {
+            apply_window(q);
+        }
+    }
+
     // get_priority() returns the priority the group's queues have (or will have).
     int32_t get_priority() {
         std::lock_guard<std::mutex> lock(mutex);
@@ -177,7 +280,18 @@ private:
         return h != 0 ? h : 1;
     }
 
+    void apply_window(const entry & q) const {
+        if (window_threshold > 0) {
+            XQueueSetLaunchConfig(q.xq, window_threshold, window_batch);
+        } else {
+            XQueueSetLaunchConfig(q.xq, q.base_threshold, q.base_batch);
+        }
+    }
+
     void apply(const entry & q) {
+        if (window_threshold > 0) {
+            apply_window(q);
+        }
         XHintPriority(q.xq, priority);
         XHintWeight(q.xq, weight);
         XQueueSetName(q.xq, name_of(q).c_str());

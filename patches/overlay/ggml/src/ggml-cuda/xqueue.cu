@@ -1,98 +1,30 @@
-// xqueue.cu: XQueues for the CUDA streams of a backend context, the CUDA stream
-// priority of a context, and the per-context CUDA-graph decision.
+// xqueue.cu: XQueues for the CUDA streams of a backend context, the CUDA stream priority of a context, and
+// how a graph compute is launched: whole, in segments, or node by node.
 //
-// Environment (read once per process):
-//   GGML_XQUEUE_GRAPHS=auto|greedy|off|on (default auto)
-//     off:  no CUDA graphs for any context that has XQueues (XSched's choice;
-//           every node is a preemption point).
-//     on:   CUDA graphs exactly as upstream; a graph launch is one gated unit.
-//     auto: a context uses CUDA graphs only while nothing can preempt it: under
-//           HPF when its priority is >= that of every other live XQueue, under
-//           NONE always, under WRR never (time slices need node granularity).
-//     greedy: as auto, but under HPF a lower-priority context also uses graphs
-//           while every more important queue is Idle (faster harvesting; a
-//           high-priority arrival may wait behind one in-flight graph).
-//   GGML_XQUEUE_GATE=auto|node (default auto)
-//     auto: a context that nothing can preempt (the auto rule above, whatever
-//           GGML_XQUEUE_GRAPHS says) passes one gate per graph compute instead
-//           of one per node: its per-node gates would never hold it back
-//           (~17,000 of them for a 6,300-token prompt; a candidate cause of
-//           the 2-3% server prefill gap measured on an H200).
-//     node: every node (or graph launch) is a gated unit, always.
-//   GGML_XQUEUE_STREAM_PRIORITY=on|off (default on)
-//     on: a context of priority p > 0 gets CUDA stream priority -p (clamped to
-//         the device range), so its kernels win at block granularity.
+// A context that nothing can preempt (under HPF no live queue has a higher priority; under NONE always)
+// launches each graph compute as upstream does, CUDA graph included, behind one gate. A context that can be
+// preempted (a more important queue exists under HPF; every context under WRR or an app-managed scheduler)
+// is cut into segments of at most GGML_XQUEUE_SEGMENT_US of GPU time (ggml-xqueue-plan.h): each segment is
+// a view of the ggml graph that upstream's code captures and replays as its own CUDA graph (or launches
+// directly when it cannot use one, e.g. during prefill), behind one gate; two segments may be in flight,
+// so a preemption waits for at most about two segments. The segment count of each graph is corrected from
+// timing events around the segments of sampled computes. GGML_XQUEUE_PREEMPT=node|graph select the two
+// alternatives for measurement (docs/knobs.md).
 #ifdef GGML_USE_XQUEUE
 
 #include "common.cuh"
 #include "ggml-backend-impl.h"
+#include "ggml-impl.h"
+#include "ggml-xqueue-plan.h"
 
 #include <cstring>
-
-enum ggml_cuda_xqueue_graph_mode {
-    GGML_CUDA_XQUEUE_GRAPHS_AUTO,
-    GGML_CUDA_XQUEUE_GRAPHS_GREEDY,
-    GGML_CUDA_XQUEUE_GRAPHS_OFF,
-    GGML_CUDA_XQUEUE_GRAPHS_ON,
-};
-
-static ggml_cuda_xqueue_graph_mode ggml_cuda_xqueue_graph_mode_from_env() {
-    const char * v = getenv("GGML_XQUEUE_GRAPHS");
-    if (v == nullptr || *v == '\0' || strcmp(v, "auto") == 0) {
-        return GGML_CUDA_XQUEUE_GRAPHS_AUTO;
-    }
-    if (strcmp(v, "greedy") == 0) {
-        return GGML_CUDA_XQUEUE_GRAPHS_GREEDY;
-    }
-    if (strcmp(v, "off") == 0 || strcmp(v, "0") == 0) {
-        return GGML_CUDA_XQUEUE_GRAPHS_OFF;
-    }
-    if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0) {
-        return GGML_CUDA_XQUEUE_GRAPHS_ON;
-    }
-    fprintf(stderr, "error: GGML_XQUEUE_GRAPHS=%s: expected auto, greedy, off or on\n", v);
-    exit(1);
-}
-
-static ggml_cuda_xqueue_graph_mode ggml_cuda_xqueue_get_graph_mode() {
-    static const ggml_cuda_xqueue_graph_mode mode = ggml_cuda_xqueue_graph_mode_from_env();
-    return mode;
-}
-
-static bool ggml_cuda_xqueue_coarse_gate_enabled() {
-    static const bool enabled = [] {
-        const char * v = getenv("GGML_XQUEUE_GATE");
-        if (v == nullptr || *v == '\0' || strcmp(v, "auto") == 0) {
-            return true;
-        }
-        if (strcmp(v, "node") == 0) {
-            return false;
-        }
-        fprintf(stderr, "error: GGML_XQUEUE_GATE=%s: expected auto or node\n", v);
-        exit(1);
-    }();
-    return enabled;
-}
-
-static bool ggml_cuda_xqueue_stream_priority_enabled() {
-    static const bool enabled = [] {
-        const char * v = getenv("GGML_XQUEUE_STREAM_PRIORITY");
-        if (v == nullptr || *v == '\0' || strcmp(v, "on") == 0 || strcmp(v, "1") == 0) {
-            return true;
-        }
-        if (strcmp(v, "off") == 0 || strcmp(v, "0") == 0) {
-            return false;
-        }
-        fprintf(stderr, "error: GGML_XQUEUE_STREAM_PRIORITY=%s: expected on or off\n", v);
-        exit(1);
-    }();
-    return enabled;
-}
+#include <unordered_map>
+#include <vector>
 
 // ggml_cuda_xqueue_hw_priority() maps an xsched priority onto a CUDA stream
 // priority: p > 0 -> -p clamped to [greatest, least]; p <= 0 -> the default (least).
 static int ggml_cuda_xqueue_hw_priority(int32_t priority) {
-    if (!ggml_cuda_xqueue_stream_priority_enabled() || priority <= 0) {
+    if (!ggml_xqueue_get_knobs().stream_priority || priority <= 0) {
         return 0;
     }
     static const std::pair<int, int> range = [] {
@@ -104,16 +36,7 @@ static int ggml_cuda_xqueue_hw_priority(int32_t priority) {
         }
         return std::make_pair(least, greatest);
     }();
-    const int least = range.first;
-    const int greatest = range.second;
-    int hw = -priority;
-    if (hw < greatest) {
-        hw = greatest;
-    }
-    if (hw > least) {
-        hw = least;
-    }
-    return hw;
+    return std::min(std::max(-priority, range.second), range.first);
 }
 
 void ggml_cuda_xqueue_create_stream(ggml_backend_cuda_context & ctx, int device, int stream_no) {
@@ -145,10 +68,182 @@ void ggml_cuda_xqueue_create_stream(ggml_backend_cuda_context & ctx, int device,
     s.xq[device][stream_no] = s.group.create(hwq, suffix);
 }
 
+//
+// segments
+//
+
+// ggml_cuda_xqueue_plan_key names one graph shape of a context: its first node, its node count and that
+// node's second dimension (the token count in llama's graphs), so decode and prefill graphs plan apart.
+struct ggml_cuda_xqueue_plan_key {
+    const void * first;
+    int          n_nodes;
+    int64_t      ne1;
+    bool operator==(const ggml_cuda_xqueue_plan_key & o) const {
+        return first == o.first && n_nodes == o.n_nodes && ne1 == o.ne1;
+    }
+};
+
+struct ggml_cuda_xqueue_plan_key_hash {
+    size_t operator()(const ggml_cuda_xqueue_plan_key & k) const {
+        return std::hash<const void *>()(k.first) ^ (std::hash<int64_t>()(k.ne1 * 1000003 + k.n_nodes) << 1);
+    }
+};
+
+// ggml_cuda_xqueue_plan is the segmentation of one graph shape.
+struct ggml_cuda_xqueue_plan {
+    ggml_xqueue_tuner tuner;          // the segment count, corrected from measurements
+    std::vector<int>  starts;         // first node of each segment, for planned_n_seg
+    std::vector<bool> splittable;     // per segment: more than one compute node
+    int               planned_n_seg = 0;
+    uint32_t          version  = 0;   // counts re-plans (part of the segments' graph uids)
+    uint32_t          computes = 0;   // graph computes since the last re-plan
+};
+
+// ggml_cuda_xqueue_segments holds a context's plans and its timing events (compute thread only).
+struct ggml_cuda_xqueue_segments {
+    std::unordered_map<ggml_cuda_xqueue_plan_key, ggml_cuda_xqueue_plan, ggml_cuda_xqueue_plan_key_hash> plans;
+    std::vector<cudaEvent_t> events; // events[k] before segment k, events[n] after the last one
+    // the measured compute whose events are not read yet
+    ggml_cuda_xqueue_plan * pending = nullptr;
+    uint32_t pending_version = 0;
+    int      pending_n       = 0;
+    bool     pending_valid   = false; // false when a segment was captured (its time is the capture's)
+};
+
+// ggml_cuda_xqueue_segment_uid() gives segment k of a plan a graph uid of its own: the same for the same
+// parent graph, plan and segment (so upstream reuses the captured graph without comparing properties),
+// different otherwise. The top bit keeps it apart from the counter uids of ggml_graph_next_uid().
+static uint64_t ggml_cuda_xqueue_segment_uid(uint64_t parent, uint32_t version, int k) {
+    if (parent == 0) {
+        return 0; // the parent is not reusable: upstream compares properties
+    }
+    return (1ull << 63) | ((parent & 0xffffffffull) << 28) | ((uint64_t) (version & 0xfff) << 16) | (uint64_t) (k & 0xffff);
+}
+
+// ggml_cuda_xqueue_collect() reads the timing of the last measured compute once it is complete and lets the
+// plan's tuner correct the segment count.
+static void ggml_cuda_xqueue_collect(ggml_backend_cuda_context & ctx, ggml_cuda_xqueue_segments & sg) {
+    if (sg.pending == nullptr) {
+        return;
+    }
+    const cudaError_t q = cudaEventQuery(sg.events[sg.pending_n]);
+    if (q == cudaErrorNotReady) {
+        return;
+    }
+    ggml_cuda_xqueue_plan * plan = sg.pending;
+    sg.pending = nullptr;
+    if (q != cudaSuccess) {
+        (void) cudaGetLastError();
+        return;
+    }
+    if (!sg.pending_valid || plan->version != sg.pending_version) {
+        return;
+    }
+    double longest_us = 0.0;
+    double splittable_us = 0.0;
+    for (int k = 0; k < sg.pending_n; ++k) {
+        float ms = 0.0f;
+        if (cudaEventElapsedTime(&ms, sg.events[k], sg.events[k + 1]) != cudaSuccess) {
+            (void) cudaGetLastError();
+            return;
+        }
+        longest_us = std::max(longest_us, 1000.0 * ms);
+        if (plan->splittable[k]) {
+            splittable_us = std::max(splittable_us, 1000.0 * ms);
+        }
+    }
+    const int before = plan->tuner.n_seg;
+    const double budget = (double) ggml_xqueue_get_knobs().segment_us;
+    if (plan->tuner.sample(splittable_us, longest_us, budget)) {
+        GGML_LOG_DEBUG("%s: %s: %d segments -> %d (longest %.0f us, budget %.0f us)\n", __func__, ctx.name.c_str(),
+                       before, plan->tuner.n_seg, longest_us, budget);
+    }
+}
+
+// ggml_cuda_xqueue_compute_segments() runs cgraph as its plan's segments, one gate each.
+static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, ggml_cgraph * cgraph,
+                                              ggml_cuda_xqueue_part_fn part) {
+    ggml_cuda_xqueue_state & s = ctx.xqueue;
+    if (s.segments == nullptr) {
+        s.segments = new ggml_cuda_xqueue_segments;
+    }
+    ggml_cuda_xqueue_segments & sg = *s.segments;
+    ggml_cuda_xqueue_collect(ctx, sg);
+
+    const ggml_cuda_xqueue_plan_key key = { cgraph->nodes[0], cgraph->n_nodes, cgraph->nodes[0]->ne[1] };
+    ggml_cuda_xqueue_plan & plan = sg.plans[key];
+    const double budget = (double) ggml_xqueue_get_knobs().segment_us;
+    if (plan.planned_n_seg != plan.tuner.n_seg || plan.planned_n_seg == 0) {
+        const std::vector<double> cost = ggml_xqueue_costs(cgraph);
+        if (plan.planned_n_seg == 0) {
+            double total = 0.0;
+            for (double c : cost) {
+                total += c;
+            }
+            plan.tuner.max_seg = std::max(1, ggml_xqueue_compute_nodes(cost));
+            plan.tuner.n_seg   = std::min(plan.tuner.max_seg, ggml_xqueue_initial_segments(total, budget));
+        }
+        plan.starts        = ggml_xqueue_cuts(cgraph, cost, plan.tuner.n_seg);
+        plan.splittable    = ggml_xqueue_splittable(cost, plan.starts);
+        plan.planned_n_seg = plan.tuner.n_seg;
+        plan.version++;
+        plan.computes = 0;
+    }
+    const int n = (int) plan.starts.size();
+
+    // time every compute just after a re-plan, then every 16th
+    const bool measure = sg.pending == nullptr && (plan.computes < 4 || plan.computes % 16 == 0);
+    plan.computes++;
+    cudaStream_t stream = ctx.stream();
+    if (measure) {
+        while ((int) sg.events.size() < n + 1) {
+            cudaEvent_t ev = nullptr;
+            CUDA_CHECK(cudaEventCreate(&ev));
+            sg.events.push_back(ev);
+        }
+        CUDA_CHECK(cudaEventRecord(sg.events[0], stream));
+    }
+    bool captured = false;
+    for (int k = 0; k < n; ++k) {
+        const int i0 = plan.starts[k];
+        const int i1 = k + 1 < n ? plan.starts[k + 1] : cgraph->n_nodes;
+        ggml_cgraph view = ggml_graph_view(cgraph, i0, i1);
+        view.uid = ggml_cuda_xqueue_segment_uid(cgraph->uid, plan.version, k);
+#ifdef USE_CUDA_GRAPH
+        ggml_cuda_graph * graph = measure ? ctx.cuda_graph(view.nodes[0]) : nullptr;
+        const bool warm_before = graph != nullptr && graph->warmup_complete;
+        const bool inst_before = graph != nullptr && graph->instance != nullptr;
+#endif
+        s.epoch++; // the segment's first gate admits it, later ones return at once
+        part(&ctx, &view);
+#ifdef USE_CUDA_GRAPH
+        if (graph != nullptr && ((!warm_before && graph->warmup_complete) || (!inst_before && graph->instance != nullptr))) {
+            captured = true;
+        }
+#endif
+        if (measure) {
+            CUDA_CHECK(cudaEventRecord(sg.events[k + 1], stream));
+        }
+    }
+    if (measure) {
+        sg.pending         = &plan;
+        sg.pending_version = plan.version;
+        sg.pending_n       = n;
+        sg.pending_valid   = !captured;
+    }
+}
+
 void ggml_cuda_xqueue_destroy(ggml_backend_cuda_context & ctx) {
     ggml_cuda_xqueue_state & s = ctx.xqueue;
     s.group.destroy_all();
     memset(s.xq, 0, sizeof(s.xq));
+    if (s.segments != nullptr) {
+        for (cudaEvent_t ev : s.segments->events) {
+            (void) cudaEventDestroy(ev);
+        }
+        delete s.segments;
+        s.segments = nullptr;
+    }
 }
 
 // ggml_cuda_xqueue_apply_hw_priority() recreates the existing streams whose
@@ -181,46 +276,55 @@ static void ggml_cuda_xqueue_apply_hw_priority(ggml_backend_cuda_context & ctx, 
     ggml_cuda_set_device(ctx.device);
 }
 
-// ggml_cuda_xqueue_threat is who could preempt a context now, read from one scheduler snapshot.
-struct ggml_cuda_xqueue_threat {
-    bool any;  // some queue may preempt it (a more important one exists, or the policy time-slices)
-    bool busy; // such a queue is Ready or in an activity scope (for greedy: only then is a graph risky)
-};
-
-// ggml_cuda_xqueue_threat_now() tells whether another queue may preempt the context of s.
-static ggml_cuda_xqueue_threat ggml_cuda_xqueue_threat_now(ggml_cuda_xqueue_state & s) {
+// ggml_cuda_xqueue_preemptible() tells whether another queue may preempt the context of s now, from one
+// scheduler snapshot: under HPF a live queue of higher priority; under WRR or an app-managed scheduler
+// always (time slices, or the program suspends queues); under NONE never.
+static bool ggml_cuda_xqueue_preemptible(ggml_cuda_xqueue_state & s) {
     if (s.group.empty()) {
-        return {false, false}; // no XQueue (platform refused): nothing to preempt, upstream behaviour
+        return false; // no XQueue (platform refused): nothing to preempt, upstream behaviour
     }
-    constexpr size_t capacity = 64;
     XSchedSnapshotInfo info = {};
-    XQueueInfo rows[capacity];
     size_t n = 0;
-    if (XSchedSnapshot(&info, rows, capacity, &n) != kXSchedSuccess || n < info.n_queues) {
-        return {true, true}; // cannot tell: stay preemptible
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        if (XSchedSnapshot(&info, s.snapshot_rows.data(), s.snapshot_rows.size(), &n) != kXSchedSuccess) {
+            return true; // cannot tell: stay preemptible
+        }
+        if (n >= info.n_queues) {
+            break;
+        }
+        s.snapshot_rows.resize(info.n_queues + 8); // more queues than rows: grow and read again
+    }
+    if (n < info.n_queues) {
+        return true;
     }
     if (info.scheduler != kSchedulerLocal) {
-        return {true, true}; // app-managed: the program may suspend any queue at any time
+        return true;
     }
     if (info.policy == kPolicyNone) {
-        return {false, false};
+        return false;
     }
     if (info.policy != kPolicyHighestPriorityFirst) {
-        return {true, true}; // WRR: time slices need node granularity
+        return true;
     }
-    ggml_cuda_xqueue_threat t = {false, false};
     const int32_t own = s.group.get_priority();
     for (size_t i = 0; i < n; ++i) {
-        if (rows[i].priority <= own || s.group.owns(rows[i].handle)) {
-            continue;
+        if (s.snapshot_rows[i].priority > own && !s.group.owns(s.snapshot_rows[i].handle)) {
+            return true;
         }
-        t.any = true;
-        t.busy = t.busy || rows[i].state == kQueueStateReady || rows[i].active_scopes > 0;
     }
-    return t;
+    return false;
 }
 
-void ggml_cuda_xqueue_prepare(ggml_backend_cuda_context & ctx) {
+static const char * ggml_cuda_xqueue_launch_name(ggml_cuda_xqueue_launch l) {
+    switch (l) {
+        case GGML_CUDA_XQUEUE_LAUNCH_WHOLE:   return "whole graph, one gate";
+        case GGML_CUDA_XQUEUE_LAUNCH_SEGMENT: return "segments, one gate each";
+        case GGML_CUDA_XQUEUE_LAUNCH_NODE:    return "one gate per node, no CUDA graphs";
+    }
+    return "?";
+}
+
+void ggml_cuda_xqueue_compute(ggml_backend_cuda_context & ctx, ggml_cgraph * cgraph, ggml_cuda_xqueue_part_fn part) {
     ggml_cuda_xqueue_state & s = ctx.xqueue;
 
     const int hw = s.hw_priority.load(std::memory_order_relaxed);
@@ -228,32 +332,41 @@ void ggml_cuda_xqueue_prepare(ggml_backend_cuda_context & ctx) {
         ggml_cuda_xqueue_apply_hw_priority(ctx, hw);
         s.applied_hw_priority = hw;
     }
-
     ctx.stream(ctx.device, 0); // stream 0 and its XQueue exist before the first gate
 
-    const ggml_cuda_xqueue_graph_mode mode = ggml_cuda_xqueue_get_graph_mode();
-    // one scheduler snapshot per graph compute, and none when neither decision below reads it
-    const bool need_threat = ggml_cuda_xqueue_coarse_gate_enabled() ||
-        mode == GGML_CUDA_XQUEUE_GRAPHS_AUTO || mode == GGML_CUDA_XQUEUE_GRAPHS_GREEDY;
-    const ggml_cuda_xqueue_threat threat = need_threat ? ggml_cuda_xqueue_threat_now(s) : ggml_cuda_xqueue_threat{true, true};
-    bool allowed = true;
-    switch (mode) {
-        case GGML_CUDA_XQUEUE_GRAPHS_ON:     allowed = true;         break;
-        case GGML_CUDA_XQUEUE_GRAPHS_OFF:    allowed = false;        break;
-        case GGML_CUDA_XQUEUE_GRAPHS_AUTO:   allowed = !threat.any;  break; // a whole graph would delay it
-        case GGML_CUDA_XQUEUE_GRAPHS_GREEDY: allowed = !threat.busy; break;
+    const ggml_xqueue_knobs & knobs = ggml_xqueue_get_knobs();
+    ggml_cuda_xqueue_launch launch = GGML_CUDA_XQUEUE_LAUNCH_WHOLE;
+    if (cgraph->n_nodes > 0 && ggml_cuda_xqueue_preemptible(s)) {
+        switch (knobs.preempt) {
+            case GGML_XQUEUE_PREEMPT_SEGMENT: launch = GGML_CUDA_XQUEUE_LAUNCH_SEGMENT; break;
+            case GGML_XQUEUE_PREEMPT_NODE:    launch = GGML_CUDA_XQUEUE_LAUNCH_NODE;    break;
+            case GGML_XQUEUE_PREEMPT_GRAPH:   launch = GGML_CUDA_XQUEUE_LAUNCH_WHOLE;   break;
+        }
+        if (launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT && !ctx.stream_context().concurrent_events.empty()) {
+            // GGML_CUDA_GRAPH_OPT=1 forks streams inside the graph: a segment must not split a fork
+            static std::atomic<bool> warned{false};
+            if (!warned.exchange(true)) {
+                GGML_LOG_WARN("%s: concurrent streams (GGML_CUDA_GRAPH_OPT) cannot be segmented: preemptible "
+                              "contexts pass one gate per node without CUDA graphs\n", __func__);
+            }
+            launch = GGML_CUDA_XQUEUE_LAUNCH_NODE;
+        }
     }
-    if (allowed != s.graphs_allowed) {
-        GGML_LOG_DEBUG("%s: %s: CUDA graphs %s\n", __func__, ctx.name.c_str(), allowed ? "allowed" : "disabled (preemptible)");
+    if (launch != s.launch) {
+        GGML_LOG_DEBUG("%s: %s: %s\n", __func__, ctx.name.c_str(), ggml_cuda_xqueue_launch_name(launch));
+        s.launch = launch;
     }
-    s.graphs_allowed = allowed;
+    // two segments in flight: one running, one queued behind it
+    s.group.set_window(launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT ? 2 : 0, launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT ? 1 : 0);
+    s.graphs_allowed = launch != GGML_CUDA_XQUEUE_LAUNCH_NODE;
+    s.coarse         = launch != GGML_CUDA_XQUEUE_LAUNCH_NODE;
 
-    const bool coarse = ggml_cuda_xqueue_coarse_gate_enabled() && !threat.any;
-    if (coarse != s.coarse) {
-        GGML_LOG_DEBUG("%s: %s: %s\n", __func__, ctx.name.c_str(), coarse ? "one gate per graph compute" : "one gate per node");
+    if (launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT) {
+        ggml_cuda_xqueue_compute_segments(ctx, cgraph, part);
+    } else {
+        s.epoch++;
+        part(&ctx, cgraph);
     }
-    s.coarse = coarse;
-    s.epoch++;
 }
 
 static ggml_backend_cuda_context * ggml_cuda_xqueue_ctx(ggml_backend_t backend) {
@@ -267,7 +380,21 @@ void ggml_backend_cuda_xqueue_set_priority(ggml_backend_t backend, int32_t prior
 }
 
 void ggml_backend_cuda_xqueue_set_active(ggml_backend_t backend, bool active) {
-    ggml_cuda_xqueue_ctx(backend)->xqueue.group.set_active(active);
+    ggml_backend_cuda_context * ctx = ggml_cuda_xqueue_ctx(backend);
+    if (!active) {
+        // work launched since the last synchronize (e.g. a prompt whose last batch had no output) would keep
+        // the queues Ready after the scope closes, holding lower priorities back: wait for it and say so
+        ggml_cuda_xqueue_state & s = ctx->xqueue;
+        for (int d = 0; d < GGML_CUDA_MAX_DEVICES; ++d) {
+            for (int i = 0; i < GGML_CUDA_MAX_STREAMS; ++i) {
+                if (ctx->streams[d][i] != nullptr && s.xq[d][i] != 0) {
+                    CUDA_CHECK(cudaStreamSynchronize(ctx->streams[d][i]));
+                    ggml_xqueue_synchronized(s.xq[d][i]);
+                }
+            }
+        }
+    }
+    ctx->xqueue.group.set_active(active);
 }
 
 void ggml_backend_cuda_xqueue_set_gate_abort(ggml_backend_t backend, bool abort) {

@@ -3,9 +3,10 @@
 // before ggml_backend_cuda_context, which holds a ggml_cuda_xqueue_state.
 //
 // Launches are gated on the calling thread (blocking submit): once per graph
-// node or fused group in direct execution, once per cudaGraphLaunch with CUDA
-// graphs. Every CUDA call stays on its stream in program order, so cuBLAS,
-// PDL, async copies and events need no change.
+// compute for a context nothing can preempt, once per segment for one that
+// can be preempted (xqueue.cu), once per node with GGML_XQUEUE_PREEMPT=node.
+// Every CUDA call stays on its stream in program order, so cuBLAS, PDL, async
+// copies and events need no change.
 #pragma once
 
 #ifdef GGML_USE_XQUEUE
@@ -14,8 +15,17 @@
 #include "ggml-xqueue.h"
 
 #include <atomic>
+#include <vector>
 
 struct ggml_backend_cuda_context;
+struct ggml_cuda_xqueue_segments; // plans and timing events of the segments (xqueue.cu)
+
+// ggml_cuda_xqueue_launch is how a graph compute is launched (decided per compute in xqueue.cu).
+enum ggml_cuda_xqueue_launch {
+    GGML_CUDA_XQUEUE_LAUNCH_WHOLE,   // as upstream, CUDA graph included; one gate
+    GGML_CUDA_XQUEUE_LAUNCH_SEGMENT, // segments of bounded GPU time, each its own CUDA graph; one gate each
+    GGML_CUDA_XQUEUE_LAUNCH_NODE,    // one gate per node, no CUDA graphs
+};
 
 // ggml_cuda_xqueue_state is the XQueue side of one ggml_backend_cuda_context.
 struct ggml_cuda_xqueue_state {
@@ -29,28 +39,38 @@ struct ggml_cuda_xqueue_state {
     std::atomic<int> hw_priority{0};
     // applied_hw_priority: the hw_priority the existing streams were last brought to.
     int applied_hw_priority = 0;
-    // graphs_allowed: whether this context may use CUDA graphs now (see GGML_XQUEUE_GRAPHS).
+    // The fields below belong to the compute thread.
+    // launch: how the current graph compute is launched.
+    ggml_cuda_xqueue_launch launch = GGML_CUDA_XQUEUE_LAUNCH_WHOLE;
+    // graphs_allowed: whether upstream's CUDA graphs may be used (not with one gate per node).
     bool graphs_allowed = true;
-    // coarse: nothing can preempt this context now, so one gate per graph compute and stream suffices
-    // (see GGML_XQUEUE_GATE). Compute thread only, like epoch and gated_epoch.
-    bool coarse = false;
-    // epoch: counts graph computes (ggml_cuda_xqueue_prepare); gated_epoch: the epoch of a stream's last gate.
+    // coarse: only the first gate of an epoch (a graph compute, or a segment) on a stream is a gate.
+    bool coarse = true;
+    // epoch: counts graph computes and segments; gated_epoch: the epoch of a stream's last gate.
     uint32_t epoch = 0;
     uint32_t gated_epoch[GGML_CUDA_MAX_DEVICES][GGML_CUDA_MAX_STREAMS] = {};
+    // segments: created at the first segmented compute, freed by ggml_cuda_xqueue_destroy().
+    ggml_cuda_xqueue_segments * segments = nullptr;
+    // snapshot_rows: the buffer of the scheduler snapshot read at each compute (grows with the queue count).
+    std::vector<XQueueInfo> snapshot_rows = std::vector<XQueueInfo>(64);
 };
+
+// ggml_cuda_xqueue_part_fn is upstream's graph compute of (a view of) a ggml graph.
+typedef void (*ggml_cuda_xqueue_part_fn)(ggml_backend_cuda_context * ctx, ggml_cgraph * cgraph);
 
 // ggml_cuda_xqueue_create_stream() creates streams[device][stream_no] (with
 // the context's CUDA stream priority) and its XQueue. The device is current.
 void ggml_cuda_xqueue_create_stream(ggml_backend_cuda_context & ctx, int device, int stream_no);
-// ggml_cuda_xqueue_destroy() destroys every XQueue of ctx; call before the streams are destroyed.
+// ggml_cuda_xqueue_destroy() destroys every XQueue of ctx and the segment state; call before the streams
+// are destroyed.
 void ggml_cuda_xqueue_destroy(ggml_backend_cuda_context & ctx);
-// ggml_cuda_xqueue_prepare() runs at the start of each graph compute on the
-// compute thread: creates stream 0, applies a changed stream priority, and
-// decides whether this context may use CUDA graphs for this graph.
-void ggml_cuda_xqueue_prepare(ggml_backend_cuda_context & ctx);
+// ggml_cuda_xqueue_compute() runs one graph compute on the compute thread: applies a changed stream
+// priority, creates stream 0, decides how to launch (whole, segments, nodes) and calls part for the whole
+// graph or for each segment.
+void ggml_cuda_xqueue_compute(ggml_backend_cuda_context & ctx, ggml_cgraph * cgraph, ggml_cuda_xqueue_part_fn part);
 
-// ggml_cuda_xqueue_gate() blocks until the scheduler admits the next unit on (device, stream_no); for a
-// coarse context only the first call of a graph compute on that stream is a gate.
+// ggml_cuda_xqueue_gate() blocks until the scheduler admits the next unit on (device, stream_no); when
+// coarse, only the first call of an epoch on that stream is a gate.
 static inline void ggml_cuda_xqueue_gate(ggml_cuda_xqueue_state & s, int device, int stream_no) {
     if (s.coarse) {
         if (s.gated_epoch[device][stream_no] == s.epoch) {
@@ -61,9 +81,14 @@ static inline void ggml_cuda_xqueue_gate(ggml_cuda_xqueue_state & s, int device,
     ggml_xqueue_gate(s.xq[device][stream_no]);
 }
 
-// ggml_cuda_xqueue_synchronized() reports that (device, stream_no) was synchronized.
+// ggml_cuda_xqueue_synchronized() reports that the device's streams were synchronized: the synchronized
+// stream joins the streams forked from it (GGML_CUDA_GRAPH_OPT) before the end of every graph, so all of
+// them are complete.
 static inline void ggml_cuda_xqueue_synchronized(ggml_cuda_xqueue_state & s, int device, int stream_no) {
-    ggml_xqueue_synchronized(s.xq[device][stream_no]);
+    (void) stream_no;
+    for (int i = 0; i < GGML_CUDA_MAX_STREAMS; ++i) {
+        ggml_xqueue_synchronized(s.xq[device][i]);
+    }
 }
 
 // The backend procs (ggml_backend_set_priority_t & co. in ggml-backend.h).
