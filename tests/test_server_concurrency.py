@@ -156,6 +156,37 @@ def test_cancel_while_held_back(srv: ServerProcess) -> None:
     assert not any(s["is_processing"] for s in wait_idle(srv))
 
 
+def test_preemption_latency_recorded(srv: ServerProcess) -> None:
+    """A high-priority request that arrives while the low instance computes preempts it: the low instance's
+    queues count the preemption and, once the launching thread sees its graph complete, its latency."""
+    def low_rows() -> list[dict[str, Any]]:
+        return [q for q in srv.get("/xsched").json()["queues"] if q["name"].startswith("inst2/")]
+
+    if not srv.get("/xsched").json()["available"]:
+        pytest.skip("built without the xsched core")
+    before = sum(q["preemption"]["measured"] for q in low_rows())
+    body = {"prompt": "Tell me a long story about " + "a lighthouse keeper " * 30, "n_predict": 400,
+            "ignore_eos": True, "stream": True, "priority": 0}
+    with requests.post(srv.url + "/completion", json=body, stream=True, timeout=600) as low:
+        lines = low.iter_lines()
+        assert next(line for line in lines if line.startswith(b"data: "))
+        for _ in range(40):  # each high request may land between two low graphs (nothing in flight): try again
+            r = srv.post("/completion", {"prompt": "ok", "n_predict": 1, "priority": 10})
+            assert r.status_code == 200
+            if sum(q["preemption"]["measured"] for q in low_rows()) > before:
+                break
+    rows = low_rows()
+    measured = sum(q["preemption"]["measured"] for q in rows)
+    assert measured > before, rows
+    for q in rows:
+        p = q["preemption"]
+        assert sum(p["buckets"]) == p["measured"] <= p["count"]
+        assert p["max_us"] * p["measured"] >= p["sum_us"] >= p["max_us"]
+    # the high instance was never preempted: nothing is more important
+    assert all(q["preemption"]["count"] == 0 for q in srv.get("/xsched").json()["queues"]
+               if q["name"].startswith("inst0/"))
+
+
 def test_shutdown_while_running(server_binary: Path, default_model: Path, tmp_path: Path) -> None:  # noqa: F811
     args = [*common_args(default_model), "--instances", "10:1:1,0:1:2"]
     shutdown_while_running(ServerProcess(server_binary, args, log_path=tmp_path / "server.log"))

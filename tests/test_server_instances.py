@@ -180,6 +180,15 @@ def test_metrics_per_instance(srv: ServerProcess) -> None:
     assert text.count("# TYPE llamacpp:tokens_predicted_total ") == 1
     if srv.get("/xsched").json()["available"]:
         assert "xsched:queue_units_total{" in text
+        assert "# TYPE xsched:preemption_latency_seconds histogram" in text
+        for q in srv.get("/xsched").json()["queues"]:
+            labels = f'queue="{q["name"]}",priority="{q["priority"]}"'
+            # cumulative buckets ending at +Inf = _count = the measured preemptions
+            m = re.search(rf'^xsched:preemption_latency_seconds_bucket{{{re.escape(labels)},le="\+Inf"}} (\d+)$',
+                          text, re.M)
+            assert m, text
+            c = re.search(rf'^xsched:preemption_latency_seconds_count{{{re.escape(labels)}}} (\d+)$', text, re.M)
+            assert c and c.group(1) == m.group(1)
 
 
 def test_xsched_get(srv: ServerProcess) -> None:
@@ -193,7 +202,11 @@ def test_xsched_get(srv: ServerProcess) -> None:
             assert any(n.startswith(f"inst{i}") for n in names), names
         for q in snap["queues"]:
             assert set(q) >= {"name", "priority", "weight", "state", "suspended", "in_flight", "units", "suspended_us",
-                              "group"}
+                              "group", "preemption"}
+            p = q["preemption"]
+            assert set(p) == {"count", "measured", "sum_us", "max_us", "buckets_le_us", "buckets"}
+            assert len(p["buckets"]) == len(p["buckets_le_us"]) + 1 and sum(p["buckets"]) == p["measured"]
+            assert p["measured"] <= p["count"]
         # every queue of one instance is in that instance's scheduling group, and the groups differ
         groups = {q["name"].split("/")[0]: set() for q in snap["queues"]}
         for q in snap["queues"]:

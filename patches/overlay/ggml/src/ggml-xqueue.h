@@ -123,26 +123,31 @@ struct ggml_xqueue_group {
     bool               abort    = false;
     std::string        prefix;
 
-    ggml_xqueue_group() = default;
+    // ggml_xqueue_group() checks the GGML_XQUEUE_* and XSCHED_* settings: a bad value stops the program with
+    // a one-line error when the first backend is created, before any model work.
+    ggml_xqueue_group() {
+        (void) ggml_xqueue_get_knobs();
+        static const bool env_ok = [] {
+            char msg[256] = {0};
+            if (XSchedCheckEnv(msg, sizeof(msg)) != kXSchedSuccess) {
+                fprintf(stderr, "error: xsched: %s\n", msg);
+                exit(1);
+            }
+            return true;
+        }();
+        (void) env_ok;
+    }
     ggml_xqueue_group(const ggml_xqueue_group &) = delete;
     ggml_xqueue_group & operator=(const ggml_xqueue_group &) = delete;
 
     ~ggml_xqueue_group() { destroy_all(); }
 
     // create() makes a blocking-submit XQueue on hwq, applies the group's
-    // settings and returns it; 0 (ungated) if the platform refused.
+    // settings and returns it; 0 (ungated) if the core refused (the XSCHED_* settings were checked when
+    // the group was constructed).
     XQueueHandle create(HwQueueHandle hwq, const char * suffix) {
-        (void) ggml_xqueue_get_knobs(); // a bad GGML_XQUEUE_* value stops the program before the first queue
         XQueueHandle xq = 0;
         XResult r = XQueueCreate(&xq, hwq, kPreemptLevelBlock, kQueueCreateFlagBlockingSubmit);
-        if (r == kXSchedErrorInvalidValue) {
-            char msg[256] = {0};
-            if (XSchedCheckEnv(msg, sizeof(msg)) != kXSchedSuccess) {
-                // a bad XSCHED_* value is a configuration error, never silently replaced
-                fprintf(stderr, "error: xsched: %s\n", msg);
-                exit(1);
-            }
-        }
         if (r != kXSchedSuccess) {
             GGML_LOG_WARN("%s: XQueueCreate(%s) failed: %s; running ungated\n", __func__, suffix, XResultName(r));
             HwQueueDestroy(hwq);

@@ -258,6 +258,29 @@ bool server_xsched_available() {
     return true;
 }
 
+static const uint64_t preempt_bounds_us[XSCHED_PREEMPT_BUCKETS - 1] = XSCHED_PREEMPT_BOUNDS_US;
+
+// preemption_json() is a queue's preemption record: the histogram's buckets are not cumulative, the last one
+// is unbounded
+static json preemption_json(const XPreemptStats & p) {
+    json bounds = json::array();
+    for (uint64_t b : preempt_bounds_us) {
+        bounds.push_back(b);
+    }
+    json buckets = json::array();
+    for (uint64_t c : p.buckets) {
+        buckets.push_back(c);
+    }
+    return {
+        {"count",         p.count},
+        {"measured",      p.measured},
+        {"sum_us",        p.sum_us},
+        {"max_us",        p.max_us},
+        {"buckets_le_us", bounds},
+        {"buckets",       buckets},
+    };
+}
+
 json server_xsched_snapshot() {
     XSchedSnapshotInfo info{};
     const std::vector<XQueueInfo> rows = snapshot_rows(info);
@@ -275,6 +298,7 @@ json server_xsched_snapshot() {
             {"suspended_us",    r.suspended_us},
             {"gate_blocked_us", r.gate_blocked_us},
             {"group",           r.group},
+            {"preemption",      preemption_json(r.preempt)},
         });
     }
     return {
@@ -334,6 +358,31 @@ std::string server_xsched_metrics() {
                 << "\",weight=\"" << r.weight << "\"} " << v << "\n";
         }
     }
+    out << "# HELP xsched:preemptions_total Suspensions of the queue while it had work in flight\n"
+        << "# TYPE xsched:preemptions_total counter\n";
+    for (const auto & r : rows) {
+        out << "xsched:preemptions_total{queue=\"" << prom_escape(r.name) << "\",priority=\"" << r.priority << "\"} "
+            << r.preempt.count << "\n";
+    }
+    out << "# HELP xsched:preemption_latency_seconds Time from a more important queue's Ready edge until the "
+           "queue's in-flight work had completed (preemptions whose end was seen)\n"
+        << "# TYPE xsched:preemption_latency_seconds histogram\n";
+    for (const auto & r : rows) {
+        const std::string labels = "queue=\"" + prom_escape(r.name) + "\",priority=\"" + std::to_string(r.priority) + "\"";
+        uint64_t cum = 0;
+        for (size_t b = 0; b < XSCHED_PREEMPT_BUCKETS; b++) {
+            cum += r.preempt.buckets[b];
+            char le[32];
+            if (b + 1 < XSCHED_PREEMPT_BUCKETS) {
+                snprintf(le, sizeof(le), "%.6f", preempt_bounds_us[b] / 1e6);
+            } else {
+                snprintf(le, sizeof(le), "+Inf");
+            }
+            out << "xsched:preemption_latency_seconds_bucket{" << labels << ",le=\"" << le << "\"} " << cum << "\n";
+        }
+        out << "xsched:preemption_latency_seconds_sum{" << labels << "} " << r.preempt.sum_us / 1e6 << "\n"
+            << "xsched:preemption_latency_seconds_count{" << labels << "} " << r.preempt.measured << "\n";
+    }
     return out.str();
 }
 
@@ -358,6 +407,29 @@ void server_xsched_set_timeslice(int64_t timeslice_us) {
 
 bool server_xsched_available() {
     return false;
+}
+
+static const uint64_t preempt_bounds_us[XSCHED_PREEMPT_BUCKETS - 1] = XSCHED_PREEMPT_BOUNDS_US;
+
+// preemption_json() is a queue's preemption record: the histogram's buckets are not cumulative, the last one
+// is unbounded
+static json preemption_json(const XPreemptStats & p) {
+    json bounds = json::array();
+    for (uint64_t b : preempt_bounds_us) {
+        bounds.push_back(b);
+    }
+    json buckets = json::array();
+    for (uint64_t c : p.buckets) {
+        buckets.push_back(c);
+    }
+    return {
+        {"count",         p.count},
+        {"measured",      p.measured},
+        {"sum_us",        p.sum_us},
+        {"max_us",        p.max_us},
+        {"buckets_le_us", bounds},
+        {"buckets",       buckets},
+    };
 }
 
 json server_xsched_snapshot() {
