@@ -53,8 +53,7 @@ overhead)
     PB=$P/build/bin/llama-bench
     run bench-vanilla -- "$VB" -m "$M" -ngl 99 -p 512 -n 128 -r 5
     run bench-patched -- "$PB" -m "$M" -ngl 99 -p 512 -n 128 -r 5
-    run bench-patched-nographs GGML_XQUEUE_GRAPHS=off -- "$PB" -m "$M" -ngl 99 -p 512 -n 128 -r 5
-    run bench-patched-nodegate GGML_XQUEUE_GATE=node -- "$PB" -m "$M" -ngl 99 -p 512 -n 128 -r 5
+    run bench-patched-nographs GGML_CUDA_DISABLE_GRAPHS=1 -- "$PB" -m "$M" -ngl 99 -p 512 -n 128 -r 5
     run bench-vanilla-2 -- "$VB" -m "$M" -ngl 99 -p 512 -n 128 -r 5
     run overhead-decode -- "$D" -m "$M" --scenario overhead --duration "$DUR" --json "$OUT/overhead-decode.json"
     run overhead-prefill -- "$D" -m "$M" --scenario overhead --a-mode prefill --prompt 512 -b 512 --duration "$DUR" --json "$OUT/overhead-prefill.json"
@@ -67,8 +66,8 @@ hpf)
     run hpf-decode -- "$D" -m "$M" --scenario hpf-decode --duration "$DUR" --json "$OUT/hpf-decode.json"
     run hpf-prefill -- "$D" -m "$M" --scenario hpf-prefill --duration "$DUR" --json "$OUT/hpf-prefill.json"
     run harvest -- "$D" -m "$M" --scenario harvest --duration "$DUR" --json "$OUT/harvest.json"
-    run hpf-decode-nographs GGML_XQUEUE_GRAPHS=off -- "$D" -m "$M" --scenario hpf-decode --duration "$DUR" --json "$OUT/hpf-decode-nographs.json"
-    run harvest-greedy GGML_XQUEUE_GRAPHS=greedy -- "$D" -m "$M" --scenario harvest --duration "$DUR" --json "$OUT/harvest-greedy.json"
+    run hpf-decode-nodes GGML_XQUEUE_PREEMPT=node -- "$D" -m "$M" --scenario hpf-decode --duration "$DUR" --json "$OUT/hpf-decode-nodes.json"
+    run harvest-nodes GGML_XQUEUE_PREEMPT=node -- "$D" -m "$M" --scenario harvest --duration "$DUR" --json "$OUT/harvest-nodes.json"
     ;;
 wrr)
     run wrr-1-1 -- "$D" -m "$M" --scenario wrr --duration "$DUR" --json "$OUT/wrr-1-1.json"
