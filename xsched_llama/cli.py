@@ -158,6 +158,50 @@ def model_synth(ctx: click.Context, shape: str, output: str | None, seed: int, f
     click.echo(str(synth.synth(shape, out, tree / "models" / "ggml-vocab-qwen2.gguf", seed=seed, force=force)))
 
 
+@cli.group()
+def patches() -> None:
+    """Edit the patch series as a git branch (checkout), and write it back (export)."""
+
+
+@patches.command("checkout")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--patches", "patches_dir", type=click.Path(file_okay=False),
+              help="Patch directory [env XSCHED_LLAMA_PATCHES; default: the checkout's or the package's patches/].")
+@click.option("--source", default=None, help=_SOURCE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.pass_context
+def patches_checkout(ctx: click.Context, directory: str, patches_dir: str | None, source: str | None,
+                     as_json: bool) -> None:
+    """Make DIRECTORY a git repository: the pinned tree, the overlay, one commit per patch (branch xsched-llama)."""
+    from . import fetch as fetch_mod
+    from . import patches as patches_mod
+    from . import workspace
+    fetched = fetch_mod.fetch(source, cache=_cache(ctx))
+    ps = patches_mod.load(Path(patches_dir) if patches_dir else None)
+    summary = workspace.checkout(Path(directory), ps, fetched.tree, str(fetched.manifest["commit"]))
+    _emit(summary, as_json)
+    if not as_json:
+        click.echo(f"{summary['checkout']}: branch {summary['branch']}, {len(ps.series)} patches on "
+                   f"llama.cpp {str(summary['commit'])[:12]}; `xsched-llama patches export {directory}` writes it back")
+
+
+@patches.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--patches", "patches_dir", type=click.Path(file_okay=False),
+              help="Where to write [default: the patch directory the checkout was made from].")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+def patches_export(directory: str, patches_dir: str | None, as_json: bool) -> None:
+    """Write the branch of a checkout back as patches/ (series, patch files, overlay)."""
+    from . import workspace
+    repo = Path(directory)
+    target = Path(patches_dir) if patches_dir else Path(str(workspace.read_meta(repo.resolve())["patches_dir"]))
+    summary = workspace.export(repo, target)
+    _emit(summary, as_json)
+    if not as_json:
+        click.echo(f"{summary['exported']}: {len(summary['patches'])} patches, "  # type: ignore[arg-type]
+                   f"{summary['overlay_files']} overlay files")
+
+
 @cli.command(context_settings={"ignore_unknown_options": False})
 @click.option("-m", "--model", "model_spec", help="GGUF path, preset or URL [default: smollm2-135m].")
 @click.option("--host", default="127.0.0.1", show_default=True)

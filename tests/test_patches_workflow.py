@@ -1,0 +1,143 @@
+"""The maintainer's workflow (`xsched-llama patches checkout|export`, xsched_llama/workspace.py) and the
+consistency of patches/ (series, files, DEP-3 headers, the tables of docs/patches.md).
+
+Real git, the real pinned tree (fetched like every other test) and the real series: a checkout exported without
+changes reproduces patches/ byte for byte; an overlay edit and a `--fixup` edit land where they belong; dirty or
+foreign checkouts are refused with one line and nothing written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from xsched_llama import patches as patches_mod
+from xsched_llama import workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+PATCHES = ROOT / "patches"
+IDENT = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["python3", "-m", "xsched_llama", *args], cwd=cwd or ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=600)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], env={**os.environ, **IDENT}, check=True,
+                          stdout=subprocess.PIPE, text=True).stdout
+
+
+def snapshot(d: Path) -> dict[str, bytes]:
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def normalized(tmp_path_factory: pytest.TempPathFactory, llama_source: Path) -> Path:
+    """patches/ as export writes it (the repository's files are written by export, so this is a copy of them)."""
+    tmp = tmp_path_factory.mktemp("norm")
+    shutil.copytree(PATCHES, tmp / "patches")
+    r = cli("patches", "checkout", str(tmp / "ws"), "--patches", str(tmp / "patches"))
+    assert r.returncode == 0, r.stderr
+    r = cli("patches", "export", str(tmp / "ws"), "--patches", str(tmp / "patches"))
+    assert r.returncode == 0, r.stderr
+    return tmp / "patches"
+
+
+def test_repository_patches_are_export_output(normalized: Path) -> None:
+    # what is committed is what export writes: a maintainer's round trip never shows unrelated churn
+    assert snapshot(normalized) == snapshot(PATCHES)
+
+
+def test_checkout_export_round_trip(normalized: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    r = cli("patches", "checkout", str(ws), "--patches", str(normalized), "--json")
+    assert r.returncode == 0, r.stderr
+    log = git(ws, "log", "--format=%s", "--reverse").splitlines()
+    series = patches_mod.load(normalized).series
+    assert log[0].startswith("upstream ") and log[1] == "xsched-llama overlay" and len(log) == 2 + len(series)
+    assert git(ws, "rev-parse", "--abbrev-ref", "HEAD").strip() == "xsched-llama"
+    out = tmp_path / "out"
+    r = cli("patches", "export", str(ws), "--patches", str(out))
+    assert r.returncode == 0, r.stderr
+    assert snapshot(out) == snapshot(normalized)
+
+
+def test_overlay_and_fixup_edits_land_where_they_belong(normalized: Path, tmp_path: Path,
+                                                         llama_source: Path) -> None:
+    ws = tmp_path / "ws"
+    assert cli("patches", "checkout", str(ws), "--patches", str(normalized)).returncode == 0
+    # an overlay file edited in a commit of its own on top
+    cuh = ws / "ggml" / "src" / "ggml-xqueue-plan.h"
+    cuh.write_text(cuh.read_text() + "// overlay edit\n")
+    git(ws, "commit", "-qam", "overlay edit")
+    # a change to upstream code, folded into the patch that owns the file
+    target = next(c for c in git(ws, "log", "--format=%h %s").splitlines() if "llama_set_priority" in c).split()[0]
+    header = ws / "include" / "llama.h"
+    header.write_text(header.read_text() + "// fixup edit\n")
+    git(ws, "commit", "-qa", "--fixup", target)
+    subprocess.run(["git", "-C", str(ws), "rebase", "-q", "-i", "--autosquash", workspace.TAG_OVERLAY],
+                   env={**os.environ, **IDENT, "GIT_SEQUENCE_EDITOR": "true"}, check=True)
+    out = tmp_path / "out"
+    r = cli("patches", "export", str(ws), "--patches", str(out))
+    assert r.returncode == 0, r.stderr
+    before, after = snapshot(normalized), snapshot(out)
+    changed = sorted(k for k in before if before[k] != after.get(k))
+    assert changed == ["0004-llama-add-llama_set_priority.patch", "overlay/ggml/src/ggml-xqueue-plan.h"], changed
+    assert set(after) == set(before)  # no new patch for the overlay commit
+    assert b"+// fixup edit" in after["0004-llama-add-llama_set_priority.patch"]
+    # and the exported series builds a tree with both edits
+    tree = tmp_path / "tree"
+    shutil.copytree(llama_source, tree)
+    patches_mod.apply(patches_mod.load(out), tree, "test")
+    assert (tree / "include" / "llama.h").read_text().endswith("// fixup edit\n")
+    assert (tree / "ggml" / "src" / "ggml-xqueue-plan.h").read_text().endswith("// overlay edit\n")
+
+
+def test_dirty_or_foreign_checkout_is_refused(normalized: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    assert cli("patches", "checkout", str(ws), "--patches", str(normalized)).returncode == 0
+    out = tmp_path / "out"
+    shutil.copytree(normalized, out)
+    before = snapshot(out)
+    with open(ws / "CMakeLists.txt", "a") as f:
+        f.write("# dirty\n")
+    r = cli("patches", "export", str(ws), "--patches", str(out))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "uncommitted changes" in r.stderr, r.stderr
+    assert snapshot(out) == before
+    git(ws, "checkout", "-q", "CMakeLists.txt")
+    git(ws, "checkout", "-q", "--orphan", "other")
+    git(ws, "commit", "-qm", "foreign")
+    r = cli("patches", "export", str(ws), "--patches", str(out))
+    assert r.returncode == 2 and "foreign branch" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert snapshot(out) == before
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    r = cli("patches", "export", str(plain), "--patches", str(out))
+    assert r.returncode == 2 and "not a checkout made by" in r.stderr, r.stderr
+    r = cli("patches", "checkout", str(ws), "--patches", str(normalized))
+    assert r.returncode == 2 and "not an empty directory" in r.stderr, r.stderr
+
+
+def test_series_files_headers_and_docs_agree() -> None:
+    ps = patches_mod.load(PATCHES)
+    on_disk = sorted(p.name for p in PATCHES.glob("*.patch"))
+    assert sorted(ps.series) == on_disk, "every patch file is in series and every series entry exists"
+    docs = (ROOT / "docs" / "patches.md").read_text()
+    for i, name in enumerate(ps.series, 1):
+        assert name.startswith(f"{i:04d}-"), f"{name}: numbered in series order"
+        text = (PATCHES / name).read_text()
+        header = text.split("\n---\n", 1)[0]
+        for field in ("Description:", "Forwarded:", "Last-Update:"):
+            assert re.search(rf"^{field} ", header, re.M), f"{name}: DEP-3 {field} missing"
+        m = re.search(r"^Last-Update: (\d{4}-\d{2}-\d{2})$", header, re.M)
+        assert m, f"{name}: Last-Update is a date"
+        assert f"`{name}`" in docs, f"docs/patches.md has no table row for {name}"
+    for rel in ps.overlay:
+        assert f"`{rel}`" in docs, f"docs/patches.md does not describe overlay/{rel}"
