@@ -23,9 +23,15 @@ pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def cuda_server(toolkit_cache: Path, llama_source: Path) -> Path:
+def cuda_server(request: pytest.FixtureRequest) -> Path:
+    """The patched CUDA llama-server: $XSCHED_LLAMA_TEST_SERVER (a carried binary), else built in the cache."""
+    override = os.environ.get("XSCHED_LLAMA_TEST_SERVER")
+    if override:
+        return Path(override)
     arch = os.environ.get("XSCHED_LLAMA_CUDA_ARCH", "90")
-    summary = build.build(build.BuildOptions(cuda=True, cuda_arch=arch), cache=toolkit_cache)
+    cache = request.getfixturevalue("toolkit_cache")
+    request.getfixturevalue("llama_source")
+    summary = build.build(build.BuildOptions(cuda=True, cuda_arch=arch), cache=cache)
     return Path(summary["binaries"]["llama-server"])
 
 
@@ -66,3 +72,27 @@ def test_cuda_shutdown_while_running(cuda_server: Path, default_model: Path, tmp
     s = ServerProcess(cuda_server, [*gpu_args(default_model), "--instances", "10:1:1,0:1:2"],
                       log_path=tmp_path / "server.log")
     conc.shutdown_while_running(s)
+
+
+def _greedy_tokens(srv: ServerProcess, priority: int, n: int = 48) -> list[int]:
+    body = {"prompt": "The lighthouse keeper opened the logbook and wrote", "n_predict": n, "ignore_eos": True,
+            "temperature": 0, "top_k": 1, "cache_prompt": False, "return_tokens": True, "priority": priority}
+    r = srv.post("/completion", body, timeout=600)
+    assert r.status_code == 200, r.text
+    return list(r.json()["tokens"])
+
+
+def test_segments_compute_what_whole_graphs_compute(cuda_server: Path, default_model: Path, tmp_path: Path) -> None:
+    """The normal instance (preemptible: a more important one exists) runs its graphs in segments, each its own CUDA
+    graph; the high one runs them whole. Greedy decoding of the same prompt gives the same tokens on both, and the
+    normal instance passes several gates per decode step with a window of two segments."""
+    args = [*gpu_args(default_model), "--instances", "10:1:1,0:1:1", "--xsched-policy", "HPF"]
+    with ServerProcess(cuda_server, args, log_path=tmp_path / "server.log") as s:
+        def rows(inst: int) -> list[dict[str, object]]:
+            return [q for q in s.get("/xsched").json()["queues"] if q["name"].startswith(f"inst{inst}/cuda0.s0")]
+        u0 = [sum(int(q["units"]) for q in rows(i)) for i in (0, 1)]  # type: ignore[call-overload]
+        high = _greedy_tokens(s, 10)
+        low = _greedy_tokens(s, 0)
+        u1 = [sum(int(q["units"]) for q in rows(i)) for i in (0, 1)]  # type: ignore[call-overload]
+        assert low == high
+        assert u1[1] - u0[1] > 2 * (u1[0] - u0[0]), (u0, u1)  # segments: more than two gates per step
