@@ -48,6 +48,7 @@ void Scheduler::Add(std::shared_ptr<XQueue> q) {
         stop_ = false;
         RescheduleLocked();
     }
+    BumpGeneration();
     if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
 }
 
@@ -59,6 +60,7 @@ void Scheduler::Remove(const std::shared_ptr<XQueue> &q) {
         queues_.erase(std::remove(queues_.begin(), queues_.end(), q), queues_.end());
         q->SetSchedSuspended(false);
         RescheduleLocked();
+        BumpGeneration();
         last = queues_.empty();
         if (last) {
             stop_ = true;
@@ -116,6 +118,7 @@ XResult Scheduler::SetScheduler(XSchedulerType type, XPolicyType policy) {
         return kXSchedErrorInvalidValue;
     }
     RescheduleLocked();
+    BumpGeneration();
     return kXSchedSuccess;
 }
 

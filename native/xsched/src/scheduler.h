@@ -2,6 +2,7 @@
 #ifndef XSCHED_SRC_SCHEDULER_H_
 #define XSCHED_SRC_SCHEDULER_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <thread>
@@ -56,6 +57,11 @@ public:
     XResult SetScheduler(XSchedulerType type, XPolicyType policy) XSCHED_EXCLUDES(mu_);
     // SetTimeslice() changes the WRR quantum.
     void SetTimeslice(int64_t us) XSCHED_EXCLUDES(mu_);
+    // Generation() counts changes that can change who may preempt whom: queues added or removed, hints,
+    // policy switches (XSchedGeneration).
+    uint64_t Generation() const { return generation_.load(std::memory_order_acquire); }
+    // BumpGeneration() records such a change (after it was applied).
+    void BumpGeneration() { generation_.fetch_add(1, std::memory_order_acq_rel); }
     // Snapshot() fills the snapshot API's structures.
     void Snapshot(XSchedSnapshotInfo *info, XQueueInfo *rows, size_t capacity, size_t *written) XSCHED_EXCLUDES(mu_);
 
@@ -76,6 +82,7 @@ private:
     Clock::time_point wake_at_ XSCHED_GUARDED_BY(mu_) = Clock::time_point::max();  // next timer
     bool stop_ XSCHED_GUARDED_BY(mu_) = false;                            // the thread exits
     std::thread thread_;  // guarded by life_mu_
+    std::atomic<uint64_t> generation_{1};  // see Generation()
 };
 
 }  // namespace xsched

@@ -48,7 +48,10 @@ XResult Hint(XQueueHandle xq, Set set) {
     XResult r = FindQueue(xq, &q);
     if (r != kXSchedSuccess) return r;
     set(*q);
-    if (Scheduler *s = Scheduler::Existing()) s->Reschedule();
+    if (Scheduler *s = Scheduler::Existing()) {
+        s->BumpGeneration();
+        s->Reschedule();
+    }
     return kXSchedSuccess;
 }
 
@@ -353,6 +356,11 @@ const char *XPolicyName(XPolicyType policy) {
         if (f.type == policy) return f.name;
     }
     return "UNKNOWN";
+}
+
+uint64_t XSchedGeneration(void) {
+    Scheduler *s = Scheduler::Existing();
+    return s != nullptr ? s->Generation() : 0;
 }
 
 XResult XSchedSnapshot(XSchedSnapshotInfo *info, XQueueInfo *rows, size_t capacity, size_t *written) {

@@ -214,4 +214,29 @@ TEST(HwQueueLifecycle) {
     CHECK_OK(HwQueueDestroy(hwq));
 }
 
+// The generation changes with every change that can change who may preempt whom, and only then.
+TEST(GenerationCountsRelevantChanges) {
+    uint64_t g0 = XSchedGeneration();
+    HostXQueue q;
+    uint64_t g1 = XSchedGeneration();
+    CHECK(g1 != g0);
+    CHECK_OK(XQueueGate(q.xq));
+    q.Drain();
+    CHECK(XSchedGeneration() == g1);  // work does not change it
+    CHECK_OK(XHintPriority(q.xq, 7));
+    uint64_t g2 = XSchedGeneration();
+    CHECK(g2 != g1);
+    CHECK_OK(XHintGroup(q.xq, 42));
+    uint64_t g3 = XSchedGeneration();
+    CHECK(g3 != g2);
+    CHECK_OK(XHintSetScheduler(kSchedulerLocal, kPolicyWeightedRoundRobin));
+    uint64_t g4 = XSchedGeneration();
+    CHECK(g4 != g3);
+    CHECK_OK(XHintSetScheduler(kSchedulerLocal, kPolicyHighestPriorityFirst));
+    {
+        HostXQueue other;
+        CHECK(XSchedGeneration() != g4);
+    }
+}
+
 XT_MAIN()

@@ -89,6 +89,11 @@ typedef struct {
     size_t n_queues;            /* queues alive (may exceed the rows written) */
 } XSchedSnapshotInfo;
 
+/* XSchedGeneration() returns a number that changes whenever a queue is created or destroyed, a hint is set
+ * or the scheduler or policy is switched: a caller that derives something from a snapshot (e.g. whether a
+ * more important queue exists) reads a new snapshot only when it changed. 0 before any queue exists.
+ * Lock-free. */
+XSCHED_API uint64_t XSchedGeneration(void);
 /* XSchedSnapshot() copies up to `capacity` queue rows into `rows` (may be NULL
  * when capacity is 0), sets *written, and fills *info. Read-only, thread-safe. */
 XSCHED_API XResult XSchedSnapshot(XSchedSnapshotInfo *info, XQueueInfo *rows, size_t capacity, size_t *written);

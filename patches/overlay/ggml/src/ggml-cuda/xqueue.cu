@@ -291,7 +291,20 @@ static void ggml_cuda_xqueue_apply_hw_priority(ggml_backend_cuda_context & ctx, 
 // ggml_cuda_xqueue_preemptible() tells whether another queue may preempt the context of s now, from one
 // scheduler snapshot: under HPF a live queue of higher priority; under WRR or an app-managed scheduler
 // always (time slices, or the program suspends queues); under NONE never.
+static bool ggml_cuda_xqueue_preemptible_now(ggml_cuda_xqueue_state & s);
+
+// ggml_cuda_xqueue_preemptible() is ggml_cuda_xqueue_preemptible_now(), read again only when the scheduler's
+// generation changed (a queue created or destroyed, a hint, a policy switch): no snapshot per compute.
 static bool ggml_cuda_xqueue_preemptible(ggml_cuda_xqueue_state & s) {
+    const uint64_t gen = XSchedGeneration();
+    if (gen == 0 || gen != s.threat_generation) {
+        s.threat_preemptible = ggml_cuda_xqueue_preemptible_now(s);
+        s.threat_generation  = gen;
+    }
+    return s.threat_preemptible;
+}
+
+static bool ggml_cuda_xqueue_preemptible_now(ggml_cuda_xqueue_state & s) {
     if (s.group.empty()) {
         return false; // no XQueue (platform refused): nothing to preempt, upstream behaviour
     }

@@ -51,8 +51,11 @@ struct ggml_cuda_xqueue_state {
     uint32_t gated_epoch[GGML_CUDA_MAX_DEVICES][GGML_CUDA_MAX_STREAMS] = {};
     // segments: created at the first segmented compute, freed by ggml_cuda_xqueue_destroy().
     ggml_cuda_xqueue_segments * segments = nullptr;
-    // snapshot_rows: the buffer of the scheduler snapshot read at each compute (grows with the queue count).
+    // snapshot_rows: the buffer of the scheduler snapshot (grows with the queue count).
     std::vector<XQueueInfo> snapshot_rows = std::vector<XQueueInfo>(64);
+    // threat_generation: XSchedGeneration() when threat_preemptible was derived from a snapshot.
+    uint64_t threat_generation = 0;
+    bool     threat_preemptible = false;
 };
 
 // ggml_cuda_xqueue_part_fn is upstream's graph compute of (a view of) a ggml graph.
