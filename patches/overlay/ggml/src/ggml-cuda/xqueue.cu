@@ -169,17 +169,16 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
     }
     ggml_cuda_xqueue_segments & sg = *s.segments;
     ggml_cuda_xqueue_collect(ctx, sg);
+    static std::atomic<bool> said_no_graphs{false};
 #ifdef USE_CUDA_GRAPH
-    const bool graphs = ggml_cuda_info().devices[ctx.device].cc >= GGML_CUDA_CC_VOLTA && getenv("GGML_CUDA_DISABLE_GRAPHS") == nullptr;
+    static const bool graphs_disabled = getenv("GGML_CUDA_DISABLE_GRAPHS") != nullptr;
+    const bool graphs = !graphs_disabled && ggml_cuda_info().devices[ctx.device].cc >= GGML_CUDA_CC_VOLTA;
 #else
     const bool graphs = false;
 #endif
-    if (!graphs) {
-        static std::atomic<bool> said{false};
-        if (!said.exchange(true)) {
-            GGML_LOG_WARN("%s: no CUDA graphs (built without them, disabled, or the GPU is older than Volta): "
-                          "preemptible contexts launch their segments directly, one gate each\n", __func__);
-        }
+    if (!graphs && !said_no_graphs.exchange(true)) {
+        GGML_LOG_WARN("%s: no CUDA graphs (built without them, disabled, or the GPU is older than Volta): "
+                      "preemptible contexts launch their segments directly, one gate each\n", __func__);
     }
 
     const ggml_cuda_xqueue_plan_key key = { cgraph->nodes[0], cgraph->n_nodes, cgraph->nodes[0]->ne[1] };
