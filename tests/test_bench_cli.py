@@ -39,7 +39,7 @@ def one_line_error(cp: subprocess.CompletedProcess[str], needle: str) -> str:
 
 def test_unknown_scenario(tmp_path: Path, fake_model: Path) -> None:
     cp = bench("--scenario", "hpf-decode", "--scenario", "fifo", "--model", str(fake_model), "--out", str(tmp_path / "o"))
-    one_line_error(cp, "unknown scenario fifo (choose from hpf-decode, hpf-prefill, harvest, wrr, overhead)")
+    one_line_error(cp, "unknown scenario fifo (choose from hpf-decode, hpf-prefill, harvest, wrr, overhead, serve)")
     assert cp.returncode == 2
     assert not (tmp_path / "o").exists()
 
