@@ -115,13 +115,17 @@ def _serve_opts(f: Any) -> Any:
 @click.option("--timeslice-us", type=int, default=None,
               help="WRR quantum (XSCHED_TIMESLICE_US) of the WRR run (default: the core's 5000 with --cuda, 30000 on CPU).")
 @click.option("--startup-timeout", type=float, default=900.0, show_default=True, help="Seconds a server may load.")
+@click.option("--server-arg", "server_args", multiple=True, metavar="ARG",
+              help="Extra llama-server argument for every run, repeatable (e.g. --server-arg=--cache-ram "
+                   "--server-arg=0).")
 @click.option("--strict", is_flag=True, help="Exit 1 when a target is missed (targets are the H100's).")
 @_serve_opts
 def bench(model: Optional[str], shape: Optional[str], scenario_names: tuple[str, ...], builds: str, out_dir: str,
           cuda: bool, ngl: Optional[int], ctx_size: Optional[int], slots: int, threads: Optional[int],
           a_tokens: Optional[int], b_tokens: Optional[int], b_prompt_tokens: Optional[int], wrr_tokens: Optional[int],
           reps: Optional[int], vanilla_server: Optional[str], patched_server: Optional[str], hw_priority_only: bool,
-          timeslice_us: Optional[int], startup_timeout: float, strict: bool, **serve_flags: Any) -> None:
+          timeslice_us: Optional[int], startup_timeout: float, server_args: tuple[str, ...], strict: bool,
+          **serve_flags: Any) -> None:
     """Benchmark the patched llama-server against vanilla llama.cpp (HPF, harvest, WRR, overhead, serve)."""
     names: list[str] = []
     for s in scenario_names:
@@ -152,7 +156,8 @@ def bench(model: Optional[str], shape: Optional[str], scenario_names: tuple[str,
     overrides = {"vanilla": vanilla_server, "patched": patched_server}
     binaries = {b: find_binary(b, cuda, overrides[b]) for b in build_list}
     opts = ServerOptions(model=model_path, ngl=ngl if ngl is not None else (99 if cuda else 0), ctx=ctx_size,
-                         slots=slots, threads=threads if threads is not None else (None if cuda else 1))
+                         slots=slots, threads=threads if threads is not None else (None if cuda else 1),
+                         extra=list(server_args))
     if timeslice_us is None and not cuda:
         timeslice_us = CPU_TIMESLICE_US
     specs = plan(build_list, names, binaries, opts, hw_only=hw_priority_only, timeslice_us=timeslice_us,
@@ -214,8 +219,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     except click.ClickException as e:
         click.echo(f"error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
-    except click.Abort:
-        click.echo("error: interrupted", err=True)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("error: interrupted (the report so far is marked partial)", err=True)
         sys.exit(130)
     except XschedLlamaError as e:
         click.echo(f"error: {e}", err=True)

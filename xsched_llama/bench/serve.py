@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from ..errors import XschedLlamaError
 from . import stats
-from .client import Completion, complete, now, tokenize
+from .client import Completion, complete, get_json, now, tokenize
 from .errors import BenchError
 from .load import Neighbour
 from .openloop import OpenLoop, Planned, draw_lengths, poisson_offsets
@@ -143,8 +143,24 @@ def _deadline(sp: ServeParams, plan: list[Planned]) -> float:
     return 2.0 * span + 60.0
 
 
+def _settle(ctx: Context, timeout: float = 10.0) -> None:
+    """_settle() waits until no slot is processing (GET /slots), so that the cancelled requests of the last phase
+    (the server finishes the batch it is in before it sees a disconnect) do not spill into the next one."""
+    deadline = now() + timeout
+    while now() < deadline and ctx.alive():
+        try:
+            slots = get_json(ctx.url, "/slots", timeout=5.0)
+        except BenchError:
+            threading.Event().wait(0.5)      # no /slots (e.g. --no-slots): a fixed pause instead
+            return
+        if not isinstance(slots, list) or not any(isinstance(s, dict) and s.get("is_processing") for s in slots):
+            return
+        threading.Event().wait(0.1)
+
+
 def _open_phase(ctx: Context, name: str, plan: list[Planned], prio: int, sp: ServeParams,
                 res: ScenarioResult) -> Phase:
+    _settle(ctx)
     ph = Phase(name, t0=now())
     res.phases.append(ph)
     loop = OpenLoop(ctx.url, plan, prio, INTERACTIVE, alive=ctx.alive)
@@ -197,6 +213,7 @@ def _stop(clients: list[Neighbour], ph: Phase) -> None:
 
 def _mixed_phase(ctx: Context, name: str, plan: list[Planned], prio_i: int, prio_b: int, sp: ServeParams,
                  prompts: Prompts, res: ScenarioResult, rep: int) -> Phase:
+    _settle(ctx)
     ph = Phase(name, t0=now())
     res.phases.append(ph)
     clients = _batch(ctx, prio_b, sp, prompts, seed=sp.seed * 31 + rep)
@@ -216,6 +233,7 @@ def _mixed_phase(ctx: Context, name: str, plan: list[Planned], prio_i: int, prio
 
 def _batch_alone(ctx: Context, name: str, prio: int, sp: ServeParams, prompts: Prompts, res: ScenarioResult,
                  rep: int) -> Phase:
+    _settle(ctx)
     ph = Phase(name, t0=now())
     res.phases.append(ph)
     clients = _batch(ctx, prio, sp, prompts, seed=sp.seed * 31 + rep + 500)
