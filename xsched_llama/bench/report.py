@@ -15,6 +15,7 @@ from typing import Any, Optional
 from . import stats
 from .client import Completion
 from .scenarios import ScenarioResult
+from .servemetrics import breakdown
 
 SCHEMA = 1
 
@@ -154,7 +155,16 @@ def phase_json(ph: Any, origin: float) -> dict[str, Any]:
     a = [c for c in reqs if c.task == "A" and c.t_end is not None]
     return {"name": ph.name, "t0": round(ph.t0 - origin, 6), "t1": round(ph.t1 - origin, 6),
             "a_latency_median_s": stats.median(c.latency for c in a) if a else None,
-            "requests": [c.to_json(origin) for c in reqs]}
+            "requests": [_request_json(c, origin) for c in reqs]}
+
+
+def _request_json(c: Completion, origin: float) -> dict[str, Any]:
+    """_request_json() is one request as plain data, with its TTFT breakdown when the server sent xsched_timings."""
+    d = c.to_json(origin)
+    b = breakdown(c)
+    if b is not None:
+        d["ttft_breakdown_ms"] = {k: round(v, 3) for k, v in b.items()}
+    return d
 
 
 def scenario_json(res: ScenarioResult, origin: float) -> dict[str, Any]:
