@@ -66,6 +66,8 @@ def serve(ctx: Context) -> ScenarioResult:
             aggregate(res.metrics)        # the figures of the points measured before the failure
         res.metrics["partial"] = True
         raise PartialResult(str(e), res) from None
+    finally:
+        ctx.shared["serve_configs_done"] = int(ctx.shared.get("serve_configs_done", 0)) + 1
     return res
 
 
@@ -112,7 +114,6 @@ def _serve(ctx: Context, sp: ServeParams, res: ScenarioResult) -> None:
         for j, solo, mixed in mixed_runs:
             m["points"][j]["repeats"].append(point(sp, solo, mixed, b_alone))
     aggregate(m)
-    ctx.shared["serve_configs_done"] = done + 1
     ctx.log(f"serve: P99 TTFT {_ms(m['solo_p99_ttft_ms'])} alone, {_ms(m['mixed_p99_ttft_ms'])} with batch "
             f"({_x(m['p99_ttft_ratio'])}); P99 TPOT ratio {_x(m['p99_tpot_ratio'])}; batch keeps "
             f"{_pct(m['batch_kept'])} ({_pct(m['batch_kept_outside'])} outside interactive activity)")
