@@ -17,6 +17,7 @@ import pytest
 from xsched_llama.bench.servers import SERVE_RUNS
 
 pytestmark = pytest.mark.slow
+N = 12      # interactive requests per phase
 
 VLLM_FIELDS = ("completed", "failed", "duration", "request_throughput", "output_throughput", "total_token_throughput",
                "total_input_tokens", "total_output_tokens", "max_concurrent_requests",
@@ -30,7 +31,7 @@ def run(patched_cpu_server: Path, vanilla_cpu_server: Path, default_model: Path,
     cp = subprocess.run(
         [sys.executable, "-m", "xsched_llama", "bench", "--scenario", "serve", "--model", str(default_model),
          "--vanilla-server", str(vanilla_cpu_server), "--patched-server", str(patched_cpu_server),
-         "--serve-requests", "16", "--serve-batch-seconds", "3", "--out", str(out)],
+         "--serve-requests", str(N), "--serve-batch-seconds", "3", "--out", str(out)],
         capture_output=True, text=True, timeout=1500)
     assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
     return json.loads((out / "report.json").read_text()), out, cp
@@ -55,12 +56,12 @@ def test_report_is_complete(run: tuple[dict[str, Any], Path, subprocess.Complete
         for cls in ("interactive_alone", "interactive_mixed", "batch_mixed"):
             missing = [f for f in VLLM_FIELDS if f not in rep[cls]]
             assert not missing, (name, cls, missing)
-        assert rep["interactive_alone"]["completed"] == 16 and rep["interactive_alone"]["failed"] == 0
-        assert rep["interactive_mixed"]["completed"] == 16 and rep["interactive_mixed"]["failed"] == 0
+        assert rep["interactive_alone"]["completed"] == N and rep["interactive_alone"]["failed"] == 0
+        assert rep["interactive_mixed"]["completed"] == N and rep["interactive_mixed"]["failed"] == 0
         assert rep["interactive_mixed"]["request_goodput"] is not None
         assert rep["batch_mixed"]["total_output_tokens"] > 0
         assert m["batch_alone"][0]["batch"]["output_throughput"] > 0
-        assert rep["interactive_mixed"]["ttft_split_n"] == 16   # every request has the server's timings
+        assert rep["interactive_mixed"]["ttft_split_n"] == N    # every request has the server's timings
         assert m["p99_ttft_ratio"] is not None and m["batch_kept"] is not None
     cfgs = {c["name"]: c["command"] for c in doc["serve"]["configs"]}
     assert "-b 256 -ub 256" in cfgs["serve-vanilla-chunked"]
