@@ -39,7 +39,7 @@ def one_line_error(cp: subprocess.CompletedProcess[str], needle: str) -> str:
 
 def test_unknown_scenario(tmp_path: Path, fake_model: Path) -> None:
     cp = bench("--scenario", "hpf-decode", "--scenario", "fifo", "--model", str(fake_model), "--out", str(tmp_path / "o"))
-    one_line_error(cp, "unknown scenario fifo (choose from hpf-decode, hpf-prefill, harvest, wrr, overhead)")
+    one_line_error(cp, "unknown scenario fifo (choose from hpf-decode, hpf-prefill, harvest, wrr, overhead, serve)")
     assert cp.returncode == 2
     assert not (tmp_path / "o").exists()
 
@@ -78,3 +78,22 @@ def test_server_that_does_not_start(tmp_path: Path, fake_model: Path, fake_serve
     import json
     doc = json.loads((out / "report.json").read_text())
     assert doc["errors"] and doc["runs"][0]["name"] == "vanilla"
+
+
+@pytest.mark.slow
+def test_shape_synthesizes_and_benchmarks_it(tmp_path: Path, vanilla_cpu_server: Path, llama_source: Path) -> None:
+    """--shape tiny: the synthetic model is written into the cache once and benchmarked."""
+    import os
+    cache = tmp_path / "cache"
+    env = {**os.environ, "XSCHED_LLAMA_CACHE": str(cache), "XSCHED_LLAMA_SOURCE": str(llama_source)}
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "xsched_llama.bench", "--shape", "tiny", "--builds", "vanilla", "--scenario",
+           "overhead", "--reps", "1", "--a-tokens", "4", "--b-prompt-tokens", "16", "--ctx", "256",
+           "--vanilla-server", str(vanilla_cpu_server), "--out", str(out)]
+    cp = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert cp.returncode == 0, cp.stderr[-3000:]
+    import json
+    doc = json.loads((out / "report.json").read_text())
+    model = cache / "models" / "synth-tiny-q8_0.gguf"
+    assert doc["model"] == str(model) and model.is_file() and not doc["errors"]
+    assert doc["runs"][0]["scenarios"]["overhead"]["metrics"]["decode_tps_high"] > 0

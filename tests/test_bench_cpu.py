@@ -50,6 +50,13 @@ def test_report_is_complete(report: tuple[dict[str, Any], Path, subprocess.Compl
     assert "A with B decoding / A alone" in cp.stdout and "targets met" in cp.stdout
     patched = next(r for r in doc["runs"] if r["name"] == "patched")
     assert patched["xsched"]["policy"] == "HPF" and patched["xsched"]["queues"]
+    for run in doc["runs"]:
+        if "hpf-decode" in run["scenarios"]:           # task A's inter-token latency, alone and with B
+            m = run["scenarios"]["hpf-decode"]["metrics"]
+            assert 0 < m["a_itl_p99_alone_ms"] <= m["a_itl_max_alone_ms"], m
+            assert 0 < m["a_itl_p99_with_b_ms"] <= m["a_itl_max_with_b_ms"], m
+            assert m["a_itl_p99_ratio"] == m["a_itl_p99_with_b_ms"] / m["a_itl_p99_alone_ms"]
+    assert "measured" in patched["preemption"]          # False ("not measured") on a server without the histogram
 
 
 def test_hpf_protects_task_a(report: tuple[dict[str, Any], Path, subprocess.CompletedProcess[str]]) -> None:

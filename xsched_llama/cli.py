@@ -138,7 +138,8 @@ def model_list(ctx: click.Context, as_json: bool) -> None:
 
 
 @model.command("synth")
-@click.option("--shape", required=True, help="qwen3-8b (8.1 GiB) or tiny (26 MB).")
+@click.option("--shape", required=True,
+              help="qwen3-0.6b (0.6 GiB), qwen3-1.7b (1.7 GiB), qwen3-4b (4.0 GiB), qwen3-8b (8.1 GiB) or tiny (26 MB).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file [default: <cache>/models/synth-SHAPE-q8_0.gguf].")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
@@ -149,12 +150,10 @@ def model_synth(ctx: click.Context, shape: str, output: str | None, seed: int, f
     """Write a random-weight GGUF with a real model's tensor shapes (GIBBERISH text; for benchmarks)."""
     from . import fetch as fetch_mod
     from . import synth
-    from .models import models_dir
-    if shape not in synth.SHAPES:
-        raise UsageError(f"unknown shape {shape!r}: use {', '.join(synth.SHAPES)}")
+    synth.check_shape(shape)
     cache = _cache(ctx)
     tree = fetch_mod.fetch(source, cache=cache).tree
-    out = Path(output) if output else models_dir(cache) / f"synth-{shape}-q8_0.gguf"
+    out = Path(output) if output else synth.default_path(cache, shape)
     click.echo(str(synth.synth(shape, out, tree / "models" / "ggml-vocab-qwen2.gguf", seed=seed, force=force)))
 
 

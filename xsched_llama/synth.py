@@ -42,9 +42,17 @@ class Shape:
     """Training context length written to the GGUF."""
     rope_theta: float = 1e6
     """RoPE frequency base."""
+    tied: bool = False
+    """Tied embeddings: no output.weight; llama.cpp then uses token_embd.weight for the output projection."""
 
 
+# The published Qwen3 configs (Hugging Face Qwen/Qwen3-*/config.json): num_hidden_layers, hidden_size,
+# intermediate_size, num_attention_heads, num_key_value_heads, head_dim, tie_word_embeddings. All have
+# vocab_size 151936, max_position_embeddings 40960, rope_theta 1e6, rms_norm_eps 1e-6.
 SHAPES = {
+    "qwen3-0.6b": Shape(n_layer=28, n_embd=1024, n_ff=3072, n_head=16, n_head_kv=8, head_dim=128, tied=True),
+    "qwen3-1.7b": Shape(n_layer=28, n_embd=2048, n_ff=6144, n_head=16, n_head_kv=8, head_dim=128, tied=True),
+    "qwen3-4b": Shape(n_layer=36, n_embd=2560, n_ff=9728, n_head=32, n_head_kv=8, head_dim=128, tied=True),
     "qwen3-8b": Shape(n_layer=36, n_embd=4096, n_ff=12288, n_head=32, n_head_kv=8, head_dim=128),
     "tiny": Shape(n_layer=2, n_embd=64, n_ff=128, n_head=4, n_head_kv=2, head_dim=16),
 }
@@ -62,8 +70,34 @@ def _tensors(s: Shape, n_vocab: int) -> list[tuple[str, tuple[int, ...], bool]]:
                 (b + "attn_q_norm.weight", (s.head_dim,), False), (b + "attn_k_norm.weight", (s.head_dim,), False),
                 (b + "ffn_norm.weight", (s.n_embd,), False), (b + "ffn_gate.weight", (s.n_ff, s.n_embd), True),
                 (b + "ffn_up.weight", (s.n_ff, s.n_embd), True), (b + "ffn_down.weight", (s.n_embd, s.n_ff), True)]
-    out += [("output_norm.weight", (s.n_embd,), False), ("output.weight", (n_vocab, s.n_embd), True)]
+    out.append(("output_norm.weight", (s.n_embd,), False))
+    if not s.tied:
+        out.append(("output.weight", (n_vocab, s.n_embd), True))
     return out
+
+
+def default_path(cache: Path, shape: str) -> Path:
+    """default_path() is where `model synth --shape SHAPE` writes: <cache>/models/synth-SHAPE-q8_0.gguf."""
+    return cache / "models" / f"synth-{shape}-q8_0.gguf"
+
+
+def check_shape(shape: str) -> Shape:
+    """check_shape() returns the named shape; UsageError (one line, the choices) for an unknown name."""
+    if shape not in SHAPES:
+        raise UsageError(f"unknown shape {shape!r}: use {', '.join(SHAPES)}")
+    return SHAPES[shape]
+
+
+def synth_cached(shape: str, cache: Path, *, source: str | None = None, seed: int = 0) -> Path:
+    """synth_cached() returns <cache>/models/synth-SHAPE-q8_0.gguf, fetching llama.cpp's vocabulary and
+    synthesizing the file first when it is missing (what `xsched-llama bench --shape` uses)."""
+    check_shape(shape)
+    out = default_path(cache, shape)
+    if out.is_file():
+        return out
+    from . import fetch as fetch_mod
+    tree = fetch_mod.fetch(source, cache=cache).tree
+    return synth(shape, out, tree / "models" / "ggml-vocab-qwen2.gguf", seed=seed)
 
 
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
@@ -127,19 +161,31 @@ def estimate_bytes(s: Shape, n_vocab: int = 151936) -> int:
     return total
 
 
+def parameters(s: Shape, n_vocab: int = 151936) -> tuple[int, int]:
+    """parameters() is (all weights, weights outside the embeddings): what model cards call the parameter
+    count and the non-embedding parameter count (a tied output counts once, as token_embd)."""
+    total = embedding = 0
+    for name, shape, _quant in _tensors(s, n_vocab):
+        n = 1
+        for d in shape:
+            n *= d
+        total += n
+        if name in ("token_embd.weight", "output.weight"):
+            embedding += n
+    return total, total - embedding
+
+
 def synth(shape: str, out: Path, vocab: Path, *, seed: int = 0, force: bool = False) -> Path:
     """synth() writes the random-weight GGUF `out` (atomically, via `out`.part) and returns it."""
     import gguf
     import numpy as np
 
-    if shape not in SHAPES:
-        raise UsageError(f"unknown shape {shape!r}: use {', '.join(SHAPES)}")
+    s = check_shape(shape)
     if out.exists() and not force:
         ui.info(f"{out} exists (use --force to regenerate)")
         return out
     if not vocab.is_file():
         raise UsageError(f"vocabulary {vocab} not found; run `xsched-llama fetch` first")
-    s = SHAPES[shape]
     fields = read_kv(vocab, "tokenizer.")
     n_vocab = len(fields["tokenizer.ggml.tokens"])
     size = estimate_bytes(s, n_vocab)

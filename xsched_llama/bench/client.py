@@ -40,6 +40,9 @@ class Completion:
     token_times: list[float] = field(default_factory=list)  # arrival time of token 1..tokens
     cancelled: bool = False          # cut by the client before the server finished
     timings: dict[str, Any] = field(default_factory=dict)   # the server's own `timings`
+    xsched_timings: dict[str, Any] = field(default_factory=dict)  # patched server: ms since its handler got it
+    t_arrival: Optional[float] = None  # open-loop arrivals: when the request was due (t_send is when it went)
+    error: Optional[str] = None        # why the request failed (it is then not completed)
 
     @property
     def latency(self) -> float:
@@ -63,6 +66,9 @@ class Completion:
             "latency_s": None if self.t_end is None else round(self.latency, 6),
             "token_times": [round(t - origin, 5) for t in self.token_times],
             "timings": self.timings,
+            **({"xsched_timings": self.xsched_timings} if self.xsched_timings else {}),
+            **({"t_arrival": rel(self.t_arrival)} if self.t_arrival is not None else {}),
+            **({"error": self.error} if self.error else {}),
         }
 
 
@@ -161,7 +167,11 @@ def complete(url: str, prompt: Prompt, n_predict: int, priority: Optional[int], 
         resp = conn.getresponse()
         if resp.status != 200:
             raise BenchError(f"POST {url}/completion answered HTTP {resp.status}: {_error_text(resp.read())}")
-        _read_events(resp, c, stop)
+        if not _read_events(resp, c, stop) and not c.cancelled:
+            if stop is not None and stop.is_set():
+                c.cancelled = True
+            else:
+                raise BenchError(f"the stream from {url}/completion ended before its final event")
     except (OSError, http.client.HTTPException) as e:
         if stop is not None and stop.is_set():
             c.cancelled = True
@@ -174,13 +184,19 @@ def complete(url: str, prompt: Prompt, n_predict: int, priority: Optional[int], 
     return c
 
 
-def _read_events(resp: http.client.HTTPResponse, c: Completion, stop: Optional[threading.Event]) -> None:
+def _read_events(resp: http.client.HTTPResponse, c: Completion, stop: Optional[threading.Event]) -> bool:
+    """_read_events() fills c from the stream; True when the final event (`stop: true`) arrived."""
     for raw in resp:
         line = raw.strip()
         if not line.startswith(b"data: "):
             continue
         t = now()
-        ev = json.loads(line[6:])
+        try:
+            ev = json.loads(line[6:])
+        except ValueError:
+            raise BenchError(f"the server sent a stream event that is not JSON: {line[:80]!r}") from None
+        if not isinstance(ev, dict):
+            raise BenchError(f"the server sent a stream event that is not an object: {line[:80]!r}")
         if "error" in ev:
             raise BenchError(f"server error during the request: {_error_text(line[6:])}")
         n = int(ev.get("tokens_predicted", c.tokens))
@@ -192,11 +208,15 @@ def _read_events(resp: http.client.HTTPResponse, c: Completion, stop: Optional[t
         c.prompt_tokens = int(ev.get("tokens_evaluated", c.prompt_tokens))
         c.t_end = t
         if ev.get("stop"):
-            c.timings = dict(ev.get("timings", {}))
-            return
+            c.timings = dict(ev.get("timings") or {})
+            xt = ev.get("xsched_timings")
+            if isinstance(xt, dict):
+                c.xsched_timings = dict(xt)
+            return True
         if stop is not None and stop.is_set():
             c.cancelled = True
-            return
+            return False
+    return False
 
 
 def _reason(e: BaseException) -> str:

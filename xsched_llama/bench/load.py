@@ -19,10 +19,11 @@ class Neighbour:
     """Neighbour runs requests of one shape back to back on its own thread."""
 
     def __init__(self, url: str, prompt_for: Callable[[int], Prompt], n_predict: int, priority: Optional[int],
-                 task: str = "B") -> None:
+                 task: str = "B", n_predict_for: Optional[Callable[[int], int]] = None) -> None:
         self.url = url
         self.prompt_for = prompt_for   # request index -> prompt (a fresh prompt per request)
         self.n_predict = n_predict
+        self.n_predict_for = n_predict_for  # request index -> tokens to generate (default: n_predict)
         self.priority = priority
         self.task = task
         self.done: list[Completion] = []
@@ -85,7 +86,8 @@ class Neighbour:
         i = 0
         try:
             while not self._stop.is_set():
-                c = complete(self.url, self.prompt_for(i), self.n_predict, self.priority, task=self.task,
+                n = self.n_predict_for(i) if self.n_predict_for is not None else self.n_predict
+                c = complete(self.url, self.prompt_for(i), n, self.priority, task=self.task,
                              stop=self._stop, on_connect=self._on_connect)
                 with self._lock:
                     self._sock = None

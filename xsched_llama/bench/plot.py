@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import stats
+from . import plot_serve, stats
 from .errors import BenchError
 
 TIMELINE_SCENARIOS = ("hpf-decode", "hpf-prefill", "harvest", "wrr")
@@ -22,12 +22,18 @@ def plot(report: dict[str, Any], path: Path) -> None:
     runs = report["runs"]
     timelines = [(run, run["scenarios"][s]) for s in TIMELINE_SCENARIOS for run in runs if s in run["scenarios"]]
     ncols = 3
-    nrows = 1 + (len(timelines) + ncols - 1) // ncols
+    closed = any(s != "serve" for run in runs for s in run["scenarios"])
+    bars = 1 if closed or not plot_serve.serve_runs(report) else 0
+    top = bars + (len(timelines) + ncols - 1) // ncols
+    nrows = max(1, top + plot_serve.n_rows(report, ncols))
     fig = plt.figure(figsize=(6 * ncols, 3.6 * nrows), constrained_layout=True)
     grid = fig.add_gridspec(nrows, ncols)
-    _latency_bars(fig.add_subplot(grid[0, :]), runs)
+    if bars:
+        _latency_bars(fig.add_subplot(grid[0, :]), runs)
     for i, (run, scen) in enumerate(timelines):
-        _timeline(fig.add_subplot(grid[1 + i // ncols, i % ncols]), run["name"], scen)
+        _timeline(fig.add_subplot(grid[bars + i // ncols, i % ncols]), run["name"], scen)
+    if plot_serve.serve_runs(report):
+        plot_serve.draw(fig, grid, top, report, ncols)
     fig.suptitle(f"xsched-llama bench: {Path(report['model']).name}, {report.get('device', '')}")
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=90)

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from . import stats
 from .client import Completion
 from .scenarios import ScenarioResult
+from .servemetrics import breakdown
 
 SCHEMA = 1
 
@@ -31,6 +32,9 @@ class Target:
     bound: tuple[float, ...]
     h100_vanilla: Optional[float] = None
     run: str = "patched"         # the run whose figure is judged
+    vanilla_run: Optional[str] = "vanilla"          # the run shown in the vanilla column (None: none)
+    hw_run: Optional[str] = "patched-hwprio"        # the run shown in the hw-priority-only column
+    scope: str = "scenario"      # "run": metric is a run-level figure (preemption over the whole run)
 
     @property
     def percent(self) -> bool:
@@ -59,6 +63,8 @@ class Target:
 TARGETS = (
     Target("hpf-decode", "hpf-decode", "A with B decoding / A alone", "slowdown", "<=", (1.05,), 1.16),
     Target("hpf-prefill", "hpf-prefill", "A with B prefilling / A alone", "slowdown", "<=", (1.10,), 1.75),
+    Target("hpf-prefill-itl", "hpf-prefill", "A's ITL P99 while B starts long prompts / A alone", "a_itl_p99_ratio",
+           "<=", (1.10,)),
     Target("harvest", "harvest", "B tok/s while A is idle / B alone", "harvest", ">=", (0.95,)),
     Target("wrr-1:1", "wrr", "WRR 1:1 finish-time gap / mean", "even_gap", "<=", (0.05,), run="patched-wrr"),
     Target("wrr-1:1-seed", "wrr", "WRR 1:1 gap (seed test_wrr.sh)", "even_gap", "<=", (0.30,), run="patched-wrr"),
@@ -71,38 +77,76 @@ TARGETS = (
            ">=", (0.97,), 1.0),
     Target("overhead-prefill-normal", "overhead", "prefill tok/s, normal instance / vanilla",
            "cross:prefill_tps_normal", ">=", (0.97,), 1.0),
+    Target("preemption-p99", "*", "preemption latency P99 (ms), low instance, closed-loop scenarios",
+           "preemption_p99_ms", "<=", (1.0,), vanilla_run=None, hw_run=None, scope="run"),
+    Target("serve-ttft-p99", "serve", "serve: interactive P99 TTFT with batch / solo P99", "p99_ttft_ratio", "<=",
+           (1.10,), run="serve-hpf", vanilla_run="serve-vanilla", hw_run="serve-hwprio"),
+    Target("serve-tpot-p99", "serve", "serve: interactive P99 TPOT with batch / solo P99", "p99_tpot_ratio", "<=",
+           (1.05,), run="serve-hpf", vanilla_run="serve-vanilla", hw_run="serve-hwprio"),
+    Target("serve-batch-outside", "serve", "serve: batch tok/s outside interactive activity / batch alone",
+           "batch_kept_outside", ">=", (0.90,), run="serve-hpf", vanilla_run="serve-vanilla", hw_run="serve-hwprio"),
+    Target("serve-mlperf-ttft", "serve", "serve: interactive P99 TTFT with batch (ms), MLPerf limit",
+           "mixed_p99_ttft_ms", "<=", (500.0,), run="serve-hpf", vanilla_run="serve-vanilla", hw_run="serve-hwprio"),
+    Target("serve-mlperf-tpot", "serve", "serve: interactive P99 TPOT with batch (ms), MLPerf limit",
+           "mixed_p99_tpot_ms", "<=", (30.0,), run="serve-hpf", vanilla_run="serve-vanilla", hw_run="serve-hwprio"),
+    Target("serve-preemption-p99", "*", "serve: preemption latency P99 (ms), batch instance", "preemption_p99_ms",
+           "<=", (1.0,), run="serve-hpf", vanilla_run=None, hw_run="serve-hwprio", scope="run"),
 )
 
 
-def metric(results: dict[str, dict[str, ScenarioResult]], run: str, scenario: str, key: str) -> Optional[float]:
+def metric(results: dict[str, dict[str, ScenarioResult]], run: Optional[str], scenario: str,
+           key: str) -> Optional[float]:
     """metric() looks up results[run][scenario].metrics[key] (None when absent)."""
-    res = results.get(run, {}).get(scenario)
+    res = results.get(run or "", {}).get(scenario)
     val = res.metrics.get(key) if res else None
     return float(val) if isinstance(val, (int, float)) and not isinstance(val, bool) else None
 
 
-def evaluate(results: dict[str, dict[str, ScenarioResult]]) -> list[dict[str, Any]]:
-    """evaluate() returns one row per target with a figure: vanilla, hw-priority-only, patched, pass."""
+def evaluate(results: dict[str, dict[str, ScenarioResult]],
+             figures: Optional[dict[str, dict[str, Any]]] = None) -> list[dict[str, Any]]:
+    """evaluate() returns one row per target with a figure: vanilla, hw-priority-only, patched, pass.
+
+    figures holds run-level figures (run -> key -> value, e.g. the preemption P99 over the whole run); a
+    run-level target whose run reports no preemption histogram gets the note "not measured".
+    """
+    figures = figures or {}
     rows = []
     for t in TARGETS:
-        if not any(t.scenario in r for r in results.values()):
-            continue
-        if t.metric.startswith("cross:"):
+        note = None
+        if t.scope == "run":
+            if t.run not in figures:
+                continue
+            value = _fig(figures, t.run, t.metric)
+            vanilla_val = _fig(figures, t.vanilla_run, t.metric)
+            hw_val = _fig(figures, t.hw_run, t.metric)
+            if not figures[t.run].get("preemption_measured", True):
+                note = "not measured"
+        elif t.metric.startswith("cross:"):
+            if not any(t.scenario in r for r in results.values()):
+                continue
             key = t.metric[len("cross:"):]
             van = metric(results, "vanilla", t.scenario, key)
             pat = metric(results, t.run, t.scenario, key)
             value = stats.ratio(pat, van) if pat is not None and van is not None else None
             vanilla_val, hw_val = (1.0 if van is not None else None), None
         else:
+            if not any(t.scenario in results.get(r or "", {}) for r in (t.run, t.vanilla_run, t.hw_run)):
+                continue
             value = metric(results, t.run, t.scenario, t.metric)
-            vanilla_val = metric(results, "vanilla", t.scenario, t.metric)
-            hw_val = metric(results, "patched-hwprio", t.scenario, t.metric)
+            vanilla_val = metric(results, t.vanilla_run, t.scenario, t.metric) if t.vanilla_run else None
+            hw_val = metric(results, t.hw_run, t.scenario, t.metric) if t.hw_run else None
         rows.append({"id": t.id, "scenario": t.scenario, "measure": t.measure, "percent": t.percent,
                      "vanilla": vanilla_val,
                      "hw_priority_only": hw_val, "patched": value, "target": t.text(),
                      "hw_priority_only_pass": t.check(hw_val), "pass": t.check(value),
-                     "h100_vanilla_reference": t.h100_vanilla})
+                     "h100_vanilla_reference": t.h100_vanilla, "runs": [t.vanilla_run, t.hw_run, t.run],
+                     **({"note": note} if note else {})})
     return rows
+
+
+def _fig(figures: dict[str, dict[str, Any]], run: Optional[str], key: str) -> Optional[float]:
+    val = figures.get(run or "", {}).get(key)
+    return float(val) if isinstance(val, (int, float)) and not isinstance(val, bool) else None
 
 
 def phase_json(ph: Any, origin: float) -> dict[str, Any]:
@@ -111,7 +155,16 @@ def phase_json(ph: Any, origin: float) -> dict[str, Any]:
     a = [c for c in reqs if c.task == "A" and c.t_end is not None]
     return {"name": ph.name, "t0": round(ph.t0 - origin, 6), "t1": round(ph.t1 - origin, 6),
             "a_latency_median_s": stats.median(c.latency for c in a) if a else None,
-            "requests": [c.to_json(origin) for c in reqs]}
+            "requests": [_request_json(c, origin) for c in reqs]}
+
+
+def _request_json(c: Completion, origin: float) -> dict[str, Any]:
+    """_request_json() is one request as plain data, with its TTFT breakdown when the server sent xsched_timings."""
+    d = c.to_json(origin)
+    b = breakdown(c)
+    if b is not None:
+        d["ttft_breakdown_ms"] = {k: round(v, 3) for k, v in b.items()}
+    return d
 
 
 def scenario_json(res: ScenarioResult, origin: float) -> dict[str, Any]:
@@ -138,7 +191,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [head]
     for r in rows:
         pct = bool(r.get("percent"))
-        res = {True: "pass", False: "FAIL", None: "-"}[r["pass"]]
+        res = r.get("note") or {True: "pass", False: "FAIL", None: "-"}[r["pass"]]
         lines.append((r["measure"], _fmt(r["vanilla"], pct), _fmt(r["hw_priority_only"], pct),
                       _fmt(r["patched"], pct), r["target"], res))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]

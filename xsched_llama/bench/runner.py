@@ -17,10 +17,11 @@ from typing import Any, Callable
 
 from ..errors import XschedLlamaError
 from ..server import ServerProcess
+from . import preempt, scenarios
 from . import report as rpt
-from . import scenarios
 from .client import get_json, now
 from .plot import plot
+from .servereport import serve_summary
 from .scenarios import BenchParams, Context, ScenarioResult
 from .servers import RunSpec, set_weights
 
@@ -41,61 +42,111 @@ def device(cuda: bool) -> str:
 def run_all(specs: list[RunSpec], params: BenchParams, out: Path, model: Path, cuda: bool,
             log: Callable[[str], None], startup_timeout: float = 900.0
             ) -> tuple[dict[str, Any], dict[str, dict[str, ScenarioResult]]]:
-    """run_all() runs every spec; returns the report (also written to out/report.json, .png) and the results."""
+    """run_all() runs every spec; returns the report (also written to out/report.json, .png) and the results.
+
+    report.json is rewritten (atomically) after every run, marked `"partial": true` until the last one is done,
+    so an interrupted session keeps what it measured. A report with errors stays marked partial.
+    """
     (out / "logs").mkdir(parents=True, exist_ok=True)
     origin = now()
     results: dict[str, dict[str, ScenarioResult]] = {}
+    figures: dict[str, dict[str, Any]] = {}
+    shared: dict[str, Any] = {"serve_configs": sum(1 for s in specs if "serve" in s.scenarios)}
     doc: dict[str, Any] = {
         "schema": rpt.SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": sys.argv, "device": device(cuda), "model": str(model), "params": params.to_json(),
-        "runs": [], "errors": [],
+        "partial": True, "runs": [], "errors": [],
     }
-    for spec in specs:
-        log(f"[{spec.name}] starting: {spec.binary} {' '.join(spec.args)}"
-            + (f"  ({' '.join(f'{k}={v}' for k, v in spec.env.items())})" if spec.env else ""))
-        run_doc: dict[str, Any] = {**spec.to_json(), "log": str(out / "logs" / f"{spec.name}.log"), "scenarios": {}}
-        results[spec.name] = {}
-        srv = ServerProcess(spec.binary, spec.args, env=spec.env, log_path=out / "logs" / f"{spec.name}.log",
-                            startup_timeout=startup_timeout)
-        try:
-            t_start = now()
-            with srv:
-                run_doc["startup_s"] = round(now() - t_start, 3)
-                ctx = Context(srv.url, params, spec.priority, log=lambda m, n=spec.name: log(f"[{n}] {m}"))
-                if spec.weights:
-                    ctx.set_weights = lambda wa, wb, u=srv.url, s=spec: set_weights(u, s, wa, wb)
-                scenarios.warm_up(ctx)
-                for name in spec.scenarios:
-                    log(f"[{spec.name}] {name} ...")
-                    t0 = now()
-                    try:
-                        res = scenarios.run(name, ctx)
-                    except XschedLlamaError as e:
-                        msg = f"{spec.name}/{name}: {e} (server log: {srv.log_path})"
-                        log(f"[{spec.name}] {name} FAILED: {e}")
-                        doc["errors"].append(msg)
-                        run_doc["scenarios"][name] = {"name": name, "error": str(e), "metrics": {}, "phases": []}
-                        if srv.returncode is not None:
-                            raise
-                        continue
-                    results[spec.name][name] = res
-                    run_doc["scenarios"][name] = rpt.scenario_json(res, origin)
-                    run_doc["scenarios"][name]["duration_s"] = round(now() - t0, 3)
-                run_doc["xsched"] = _snapshot(srv.url)
-        except XschedLlamaError as e:
-            msg = f"{spec.name}: {e}"
-            if msg not in " ".join(doc["errors"]):
-                doc["errors"].append(msg)
-            log(f"[{spec.name}] FAILED: {e}")
-        doc["runs"].append(run_doc)
-    doc["targets"] = rpt.evaluate(results)
+    interrupted = False
+    try:
+        for spec in specs:
+            _run_one(spec, params, out, origin, log, startup_timeout, doc, results, figures, shared)
+            rpt.write_json(out / "report.json", doc)
+    except KeyboardInterrupt:
+        interrupted = True
+        doc["errors"].append("interrupted (Ctrl-C): the runs after the last finished one are missing")
+    doc["targets"] = rpt.evaluate(results, figures)
+    if any("serve" in r["scenarios"] for r in doc["runs"]):
+        doc["serve"] = serve_summary(doc["runs"])
+    doc["partial"] = bool(doc["errors"])
     doc["duration_s"] = round(now() - origin, 3)
     try:
         plot(doc, out / "report.png")
     except XschedLlamaError as e:
         doc["errors"].append(str(e))
     rpt.write_json(out / "report.json", doc)
+    if interrupted:
+        raise KeyboardInterrupt
     return doc, results
+
+
+def _run_one(spec: RunSpec, params: BenchParams, out: Path, origin: float, log: Callable[[str], None],
+             startup_timeout: float, doc: dict[str, Any], results: dict[str, dict[str, ScenarioResult]],
+             figures: dict[str, dict[str, Any]], shared: dict[str, Any]) -> None:
+    """_run_one() starts one server, runs its scenarios and adds the run to doc (also when it fails)."""
+    log(f"[{spec.name}] starting: {spec.command()}")
+    run_doc: dict[str, Any] = {**spec.to_json(), "log": str(out / "logs" / f"{spec.name}.log"), "scenarios": {}}
+    doc["runs"].append(run_doc)
+    results[spec.name] = {}
+    srv = ServerProcess(spec.binary, spec.args, env=spec.env, log_path=out / "logs" / f"{spec.name}.log",
+                        startup_timeout=startup_timeout)
+    patched = spec.build == "patched"
+    try:
+        t_start = now()
+        with srv:
+            run_doc["startup_s"] = round(now() - t_start, 3)
+            ctx = Context(srv.url, params, spec.priority, log=lambda m, n=spec.name: log(f"[{n}] {m}"),
+                          name=spec.name, alive=lambda: srv.returncode is None, shared=shared,
+                          startup_s=run_doc["startup_s"])
+            if spec.weights:
+                ctx.set_weights = lambda wa, wb, u=srv.url, s=spec: set_weights(u, s, wa, wb)
+            scenarios.warm_up(ctx)
+            first = _snapshot(srv.url) if patched else None
+            for name in spec.scenarios:
+                log(f"[{spec.name}] {name} ...")
+                t0 = now()
+                before = _snapshot(srv.url) if patched else None
+                try:
+                    res = scenarios.run(name, ctx)
+                except XschedLlamaError as e:
+                    msg = f"{spec.name}/{name}: {e} (server log: {srv.log_path})"
+                    log(f"[{spec.name}] {name} FAILED: {e}")
+                    doc["errors"].append(msg)
+                    part = getattr(e, "result", None)
+                    entry = rpt.scenario_json(part, origin) if isinstance(part, ScenarioResult) else \
+                        {"name": name, "metrics": {}, "phases": []}
+                    run_doc["scenarios"][name] = {**entry, "error": str(e), "partial": True,
+                                                  "duration_s": round(now() - t0, 3)}
+                    if srv.returncode is not None:
+                        raise
+                    continue
+                if patched:
+                    pre = _preemption(before, _snapshot(srv.url))
+                    res.metrics["preemption"] = pre
+                    res.metrics["preemption_p99_ms"] = preempt.p99_ms(pre)
+                results[spec.name][name] = res
+                run_doc["scenarios"][name] = rpt.scenario_json(res, origin)
+                run_doc["scenarios"][name]["duration_s"] = round(now() - t0, 3)
+            run_doc["xsched"] = _snapshot(srv.url)
+            if patched:
+                run_doc["preemption"] = _preemption(first, run_doc["xsched"])
+                figures[spec.name] = {"preemption_p99_ms": preempt.p99_ms(run_doc["preemption"]),
+                                      "preemption_measured": bool(run_doc["preemption"].get("measured"))}
+    except XschedLlamaError as e:
+        msg = f"{spec.name}: {e}"
+        if str(e) not in " ".join(doc["errors"]):
+            doc["errors"].append(msg)
+        log(f"[{spec.name}] FAILED: {e}")
+
+
+def _preemption(before: Any, after: Any) -> dict[str, Any]:
+    """_preemption() is preempt.figures() between two snapshots; a snapshot that cannot be read says why."""
+    if after is None:
+        return {"measured": False, "status": "no GET /xsched snapshot"}
+    try:
+        return preempt.figures(before, after)
+    except (ValueError, TypeError, KeyError) as e:
+        return {"measured": False, "status": f"unreadable preemption histogram: {e}"}
 
 
 def _snapshot(url: str) -> Any:

@@ -7,21 +7,32 @@ against it. The runs are started one after the other on the same machine:
     patched         patched server, a high and a normal instance, scheduler policy HPF
     patched-hwprio  the same instances with XSCHED_POLICY=NONE: no software gate (see docs/benchmarks.md)
     patched-wrr     the patched server with two instances scheduled by WRR (weights set via POST /xsched)
+
+The serve scenario needs more slots than the closed-loop scenarios, so it gets runs of its own:
+
+    serve-vanilla           vanilla, `-np slots+batch_clients` (the same total slots as the patched server)
+    serve-vanilla-chunked   the same with `-b CHUNK -ub CHUNK`: the chunked prefill users try first
+    serve-hwprio            patched, `--instances 10:1:slots,0:1:batch_clients`, policy NONE (stream priority only)
+    serve-hpf               the same instances, policy HPF
 """
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from .client import get_json, post_json
 from .errors import BenchError
+from .serveparams import ServeParams
 
 HIGH, NORMAL = 10, 0          # request priorities of task A and task B in the HPF scenarios
 WRR_A, WRR_B = 1, 0           # request priorities of the two WRR instances (see docs/benchmarks.md)
 
 HPF_SCENARIOS = ("hpf-decode", "hpf-prefill")
+SERVE_RUNS = ("serve-vanilla", "serve-vanilla-chunked", "serve-hwprio", "serve-hpf")
+DEFAULT_CTX = 16384           # -c of the closed-loop scenarios' runs
 
 
 @dataclass
@@ -30,14 +41,15 @@ class ServerOptions:
 
     model: Path
     ngl: int = 99
-    ctx: int = 16384
+    ctx: Optional[int] = None       # -c; None: DEFAULT_CTX, and for the serve runs what the workload needs
     slots: int = 2
     threads: Optional[int] = None   # -t; None: the server's default
     extra: list[str] = field(default_factory=list)
 
-    def args(self) -> list[str]:
-        """args() is the common argv: model, offload, context, slots, threads."""
-        out = ["-m", str(self.model), "-ngl", str(self.ngl), "-c", str(self.ctx), "-np", str(self.slots)]
+    def args(self, ctx: Optional[int] = None, slots: Optional[int] = None) -> list[str]:
+        """args() is the common argv: model, offload, context, slots, threads (ctx/slots override the fields)."""
+        c = ctx if ctx is not None else (self.ctx if self.ctx is not None else DEFAULT_CTX)
+        out = ["-m", str(self.model), "-ngl", str(self.ngl), "-c", str(c), "-np", str(slots or self.slots)]
         if self.threads:
             out += ["-t", str(self.threads), "-tb", str(self.threads)]
         return out + list(self.extra)
@@ -57,10 +69,15 @@ class RunSpec:
     weights: bool = False          # WRR weights can be set through POST /xsched
     note: str = ""
 
+    def command(self) -> str:
+        """command() is the server's command line as a shell would take it (environment first)."""
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
+        return (env + " " if env else "") + shlex.join([str(self.binary), *self.args])
+
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "build": self.build, "binary": str(self.binary), "args": self.args,
-                "env": self.env, "scenarios": self.scenarios, "priority": self.priority, "weights": self.weights,
-                "note": self.note}
+                "env": self.env, "command": self.command(), "scenarios": self.scenarios, "priority": self.priority,
+                "weights": self.weights, "note": self.note}
 
 
 def instances(*levels: tuple[int, int, int]) -> str:
@@ -69,14 +86,61 @@ def instances(*levels: tuple[int, int, int]) -> str:
 
 
 def plan(builds: list[str], scenarios: list[str], binaries: dict[str, Path], opts: ServerOptions,
-         hw_only: bool = True, timeslice_us: Optional[int] = None) -> list[RunSpec]:
+         hw_only: bool = True, timeslice_us: Optional[int] = None,
+         serve: Optional[ServeParams] = None) -> list[RunSpec]:
     """plan() lists the runs for the chosen builds and scenarios, in the order they are started.
 
     timeslice_us sets XSCHED_TIMESLICE_US (the WRR quantum) for the WRR run; None keeps the core's default.
+    The serve scenario's runs come last (serve_plan()).
     """
+    runs = _closed_loop(builds, [s for s in scenarios if s != "serve"], binaries, opts, hw_only, timeslice_us)
+    if "serve" in scenarios:
+        runs += serve_plan(builds, binaries, opts, serve or ServeParams(), hw_only)
+    return runs
+
+
+def serve_plan(builds: list[str], binaries: dict[str, Path], opts: ServerOptions, sp: ServeParams,
+               hw_only: bool = True) -> list[RunSpec]:
+    """serve_plan() lists the serve scenario's four configurations (docs/benchmarks.md, "serve").
+
+    Every slot gets the context of the longest request (ServeParams.ctx_per_slot()); vanilla's `-c` is shared
+    by all of its slots, the patched server's `-c` is per instance, so each gets ctx_per_slot x its most slots.
+    """
+    prio = {"high": HIGH, "normal": NORMAL}
+    per_slot = sp.ctx_per_slot()
+    total = sp.slots + sp.batch_clients
+    most = max(sp.slots, sp.batch_clients)
+    runs: list[RunSpec] = []
+    if "vanilla" in builds:
+        v_args = opts.args(ctx=opts.ctx or per_slot * total, slots=total)
+        runs.append(RunSpec("serve-vanilla", "vanilla", binaries["vanilla"], v_args, {}, ["serve"], prio,
+                            note=f"upstream llama-server, {total} slots in one context (continuous batching)"))
+        if sp.chunk:
+            runs.append(RunSpec("serve-vanilla-chunked", "vanilla", binaries["vanilla"],
+                                v_args + ["-b", str(sp.chunk), "-ub", str(sp.chunk)], {}, ["serve"], prio,
+                                note=f"the same with -b {sp.chunk} -ub {sp.chunk}: prompts in chunks of "
+                                     f"{sp.chunk} tokens between decode steps (chunked prefill)"))
+    if "patched" in builds:
+        p_args = opts.args(ctx=opts.ctx or per_slot * most, slots=most)
+        inst = ["--instances", instances((HIGH, 1, sp.slots), (NORMAL, 1, sp.batch_clients))]
+        if hw_only:
+            runs.append(RunSpec("serve-hwprio", "patched", binaries["patched"],
+                                p_args + inst + ["--xsched-policy", "NONE"], {"XSCHED_POLICY": "NONE"}, ["serve"],
+                                prio, note="patched, interactive and batch instances, policy NONE: CUDA stream "
+                                           "priority only"))
+        runs.append(RunSpec("serve-hpf", "patched", binaries["patched"], p_args + inst + ["--xsched-policy", "HPF"],
+                            {"XSCHED_POLICY": "HPF"}, ["serve"], prio,
+                            note="patched, interactive (high) and batch (normal) instances, policy HPF"))
+    return runs
+
+
+def _closed_loop(builds: list[str], scenarios: list[str], binaries: dict[str, Path], opts: ServerOptions,
+                 hw_only: bool, timeslice_us: Optional[int]) -> list[RunSpec]:
     prio = {"high": HIGH, "normal": NORMAL, "wrr_a": WRR_A, "wrr_b": WRR_B}
     common = opts.args()
     runs: list[RunSpec] = []
+    if not scenarios:
+        return runs
     if "vanilla" in builds:
         runs.append(RunSpec("vanilla", "vanilla", binaries["vanilla"], common, {}, list(scenarios), prio,
                             note="upstream llama-server; `priority` is ignored, all slots share one context"))

@@ -107,3 +107,48 @@ def series(times: Sequence[float], t0: float, t1: float, bins: int = 60) -> list
         if t0 < t <= t1:
             counts[min(bins - 1, max(0, math.ceil((t - t0) / width) - 1))] += 1
     return [(t0 + (i + 0.5) * width, c / width) for i, c in enumerate(counts)]
+
+
+def percentile(values: Iterable[float], p: float) -> Optional[float]:
+    """percentile() is the p-th percentile (0-100) with linear interpolation between the closest ranks,
+    as numpy.percentile and vLLM's bench serve compute it; None for no values."""
+    vals = sorted(values)
+    if not vals:
+        return None
+    if not 0 <= p <= 100:
+        raise ValueError(f"percentile {p} is outside [0, 100]")
+    pos = (len(vals) - 1) * p / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(vals) - 1)
+    return vals[lo] + (vals[hi] - vals[lo]) * (pos - lo)
+
+
+def intervals(times: Sequence[float]) -> list[float]:
+    """intervals() are the gaps between consecutive distinct arrival times (one per stream event that
+    carried tokens after the first): the inter-token latencies of one request."""
+    out: list[float] = []
+    for a, b in zip(times, times[1:]):
+        if b > a:
+            out.append(b - a)
+    return out
+
+
+def quantile_ci(values: Iterable[float], q: float, conf: float = 0.95) -> tuple[Optional[float], Optional[float]]:
+    """quantile_ci() is a distribution-free confidence interval of the q-quantile (0 < q < 1) from order
+    statistics: the number of samples below the true quantile is Binomial(n, q). An end is None where n is
+    too small to bound it (e.g. the upper end of a P99 from fewer than ~300 samples)."""
+    vals = sorted(values)
+    n = len(vals)
+    if n == 0:
+        return None, None
+    if not 0 < q < 1 or not 0 < conf < 1:
+        raise ValueError("quantile_ci needs 0 < q < 1 and 0 < conf < 1")
+    tail = (1 - conf) / 2
+    cdf, acc = [], 0.0
+    lq, lp = math.log(q), math.log(1 - q)
+    for k in range(n + 1):          # binomial pmf in logs: no overflow for large n
+        acc += math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * lq + (n - k) * lp)
+        cdf.append(acc)              # cdf[k] = P(B <= k)
+    lo_rank = max((r for r in range(1, n + 1) if cdf[r - 1] <= tail), default=0)
+    hi_rank = min((r for r in range(1, n + 1) if 1 - cdf[r - 1] <= tail), default=n + 1)
+    return (vals[lo_rank - 1] if lo_rank >= 1 else None), (vals[hi_rank - 1] if hi_rank <= n else None)

@@ -1,0 +1,114 @@
+"""The serve scenario's comparison table: every headline figure next to the same figure of every configuration.
+
+Built from the report's runs (plain JSON), so it can be recomputed from a saved report.json. Headline figures
+are those of the first interactive rate (the median over repeats where a spread exists).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Union
+
+Value = Union[float, int, bool, str, None]
+
+
+def _first(m: dict[str, Any], *path: Union[str, int]) -> Value:
+    """_first() follows a path into points[0].repeats[0] (None where it is missing)."""
+    cur: Any = m
+    for key in ("points", 0, "repeats", 0, *path):
+        try:
+            cur = cur[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return cur if isinstance(cur, (int, float, bool, str)) else None
+
+
+def _batch_alone(m: dict[str, Any]) -> Value:
+    try:
+        return float(m["batch_alone"][0]["batch"]["output_throughput"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
+def _preemption(m: dict[str, Any], key: str) -> Value:
+    p = m.get("preemption")
+    if not isinstance(p, dict):
+        return None
+    if not p.get("measured"):
+        return "not measured"
+    v = p.get(key)
+    return v / 1000.0 if key.endswith("_us") and isinstance(v, (int, float)) else v
+
+
+ROWS: list[tuple[str, str, Callable[[dict[str, Any]], Value]]] = [
+    ("rate", "interactive arrival rate (req/s)", lambda m: (m.get("rates") or [None])[0]),
+    ("load", "interactive load (x one instance's capacity)", lambda m: m.get("load")),
+    ("solo_p99_ttft_ms", "interactive P99 TTFT alone (ms)", lambda m: m.get("solo_p99_ttft_ms")),
+    ("mixed_p99_ttft_ms", "interactive P99 TTFT with batch (ms)", lambda m: m.get("mixed_p99_ttft_ms")),
+    ("p99_ttft_ratio", "interactive P99 TTFT with batch / alone", lambda m: m.get("p99_ttft_ratio")),
+    ("median_ttft_ratio", "interactive median TTFT with batch / alone", lambda m: m.get("median_ttft_ratio")),
+    ("solo_p99_tpot_ms", "interactive P99 TPOT alone (ms)", lambda m: m.get("solo_p99_tpot_ms")),
+    ("mixed_p99_tpot_ms", "interactive P99 TPOT with batch (ms)", lambda m: m.get("mixed_p99_tpot_ms")),
+    ("p99_tpot_ratio", "interactive P99 TPOT with batch / alone", lambda m: m.get("p99_tpot_ratio")),
+    ("p99_itl_ratio", "interactive P99 ITL with batch / alone", lambda m: m.get("p99_itl_ratio")),
+    ("ttft_wait_p99_ms", "interactive P99 TTFT outside prompt processing, with batch (ms)",
+     lambda m: _first(m, "interactive_mixed", "p99_ttft_wait_ms")),
+    ("prompt_p99_ms", "interactive P99 prompt processing (server prompt_ms), with batch (ms)",
+     lambda m: _first(m, "interactive_mixed", "p99_prompt_ms")),
+    ("mixed_request_goodput", "interactive goodput with batch (req/s within the absolute SLO)",
+     lambda m: m.get("mixed_request_goodput")),
+    ("goodput_vs_solo_fraction", "interactive requests within the SLO relative to solo P99, with batch",
+     lambda m: m.get("mixed_goodput_vs_solo_fraction")),
+    ("slo_p99_met", "absolute SLO met at P99 with batch (MLPerf style)", lambda m: m.get("slo_p99_met")),
+    ("failed", "interactive requests failed with batch", lambda m: _first(m, "interactive_mixed", "failed")),
+    ("batch_alone_tps", "batch output tok/s alone", _batch_alone),
+    ("batch_mixed_tps", "batch output tok/s with interactive", lambda m: _first(m, "batch_mixed", "output_throughput")),
+    ("batch_kept", "batch tok/s with interactive / alone", lambda m: m.get("batch_kept")),
+    ("batch_kept_outside", "batch tok/s outside interactive activity / alone", lambda m: m.get("batch_kept_outside")),
+    ("outside_s", "time with no interactive request in flight (s)", lambda m: _first(m, "figures", "outside_s")),
+    ("preemption_count", "preemptions of the batch instance", lambda m: _preemption(m, "count")),
+    ("preemption_p99_ms", "preemption latency P99 (ms, bucket upper bound)", lambda m: _preemption(m, "p99_us")),
+    ("preemption_max_ms", "preemption latency max (ms)", lambda m: _preemption(m, "max_us")),
+]
+
+
+def serve_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """serve_summary() is the configurations (name, command line, note) and the comparison table."""
+    cfgs = [r for r in runs if "serve" in r.get("scenarios", {})]
+    table = []
+    for key, label, get in ROWS:
+        vals: dict[str, Value] = {}
+        for r in cfgs:
+            m = r["scenarios"]["serve"].get("metrics") or {}
+            try:
+                vals[r["name"]] = get(m)
+            except (KeyError, IndexError, TypeError):
+                vals[r["name"]] = None
+        table.append({"id": key, "figure": label, "values": vals})
+    return {"configs": [{"name": r["name"], "command": r.get("command"), "note": r.get("note"),
+                         "error": r["scenarios"]["serve"].get("error")} for r in cfgs],
+            "table": table}
+
+
+def _fmt(v: Value) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int):
+        return str(v)
+    return f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
+
+
+def serve_table(summary: dict[str, Any], short: Optional[Callable[[str], str]] = None) -> str:
+    """serve_table() renders serve_summary() as a fixed-width text table, one column per configuration."""
+    names = [c["name"] for c in summary["configs"]]
+    short = short or (lambda n: n.removeprefix("serve-"))
+    lines = [["figure", *[short(n) for n in names]]]
+    for row in summary["table"]:
+        lines.append([row["figure"], *[_fmt(row["values"].get(n)) for n in names]])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+           for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
