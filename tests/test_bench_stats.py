@@ -1,6 +1,8 @@
 """The benchmark's statistics (xsched_llama.bench.stats): real computations on token timelines."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from xsched_llama.bench import stats
@@ -75,3 +77,16 @@ def test_series_conserves_tokens() -> None:
     assert sum(rate * 0.5 for _, rate in pts) == pytest.approx(200)
     assert all(rate == pytest.approx(40.0) for _, rate in pts)
     assert stats.series(times, 5.0, 5.0) == []
+
+
+def test_series_active_rate_skips_pauses() -> None:
+    # two requests at 40 tok/s, 0-2 s and 2.05-4 s: without `active` the bin with the 50 ms pause reads as a drop
+    times = [t for t in stream(40.0, 80)] + [2.05 + t for t in stream(40.0, 78)]
+    plain = stats.series(times, 0.0, 4.0, bins=40)
+    assert min(rate for _, rate in plain) < 25.0
+    active = [(0.0, 2.0), (2.05, 4.0)]
+    pts = stats.series(times, 0.0, 4.0, bins=40, active=active)
+    assert all(rate == pytest.approx(40.0, rel=0.15) for _, rate in pts)
+    # a bin with no request in flight is a gap (NaN), not zero
+    idle = stats.series([0.5], 0.0, 4.0, bins=4, active=[(0.0, 1.0)])
+    assert idle[0][1] == pytest.approx(1.0) and all(math.isnan(r) for _, r in idle[1:])

@@ -81,9 +81,12 @@ def _timeline(ax: Any, run_name: str, scen: dict[str, Any]) -> None:
     t0 = min(p["t0"] for p in phases)
     t1 = max(p["t1"] for p in phases)
     for task in ("A", "B"):
-        times = sorted(t for p in phases for r in p["requests"] if r["task"] == task for t in r["token_times"])
+        reqs = [r for p in phases for r in p["requests"] if r["task"] == task]
+        times = sorted(t for r in reqs for t in r["token_times"])
         if times:
-            pts = stats.series(times, t0, t1, bins=min(120, max(20, len(times) // 4)))
+            # the rate while the task has a request in flight: the pauses between requests are gaps, not drops
+            active = [(r["t_send"], r["t_end"] or r["t_send"]) for r in reqs]
+            pts = stats.series(times, t0, t1, bins=min(120, max(20, len(times) // 4)), active=active)
             ax.plot([x - t0 for x, _ in pts], [y for _, y in pts], color=COLOURS[task], label=f"task {task}",
                     linewidth=1)
     for p in phases[1:]:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
 from . import stats
-from .client import Completion, complete, make_prompt, now
+from .client import Completion, complete, get_json, make_prompt, now
 from .errors import BenchError
 from .load import Neighbour
 from .serveparams import ServeParams
@@ -113,6 +113,21 @@ def _a_phase(ctx: Context, name: str) -> Phase:
     return ph
 
 
+def _wait_processing(url: str, timeout: float = 10.0) -> None:
+    """_wait_processing() returns once the server reports a slot processing (GET /slots), polled every 2 ms, so
+    that A's first request of the phase arrives in the middle of B's prompt; a server without /slots gets 50 ms."""
+    deadline = now() + timeout
+    while now() < deadline:
+        try:
+            slots = get_json(url, "/slots", timeout=5.0)
+        except BenchError:
+            time.sleep(0.05)
+            return
+        if any(s.get("is_processing") for s in slots if isinstance(s, dict)):
+            return
+        time.sleep(0.002)
+
+
 def _hpf(ctx: Context, name: str, neighbour: Neighbour, busy_tokens: int) -> ScenarioResult:
     res = ScenarioResult(name)
     alone = _a_phase(ctx, "A alone")
@@ -122,7 +137,7 @@ def _hpf(ctx: Context, name: str, neighbour: Neighbour, busy_tokens: int) -> Sce
     try:
         neighbour.wait_busy(tokens=busy_tokens)
         if busy_tokens == 0:
-            time.sleep(0.05)  # let the long prompt reach the server before A
+            _wait_processing(ctx.url)  # A arrives while the long prompt is being processed
         for _ in range(ctx.params.reps):
             ph.requests.append(_a(ctx, ctx.priority["high"]))
     finally:

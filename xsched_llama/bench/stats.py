@@ -97,8 +97,13 @@ def overlap_ratio(times_a: Sequence[float], times_b: Sequence[float], start: flo
     return na / nb if nb > 0 else None
 
 
-def series(times: Sequence[float], t0: float, t1: float, bins: int = 60) -> list[tuple[float, float]]:
-    """series() returns (bin centre, tokens/s) for `bins` equal half-open bins (a, b] over (t0, t1] (for the plot)."""
+def series(times: Sequence[float], t0: float, t1: float, bins: int = 60,
+           active: Optional[Sequence[tuple[float, float]]] = None) -> list[tuple[float, float]]:
+    """series() returns (bin centre, tokens/s) for `bins` equal half-open bins (a, b] over (t0, t1] (for the plot).
+
+    With `active` (the (start, end) intervals when the task had a request in flight), a bin's rate is its tokens
+    over the time it was active, and a bin with no activity is NaN (a gap in the line): the pause between two
+    requests is not drawn as a drop of the token rate."""
     if t1 <= t0 or bins < 1:
         return []
     width = (t1 - t0) / bins
@@ -106,7 +111,14 @@ def series(times: Sequence[float], t0: float, t1: float, bins: int = 60) -> list
     for t in times:
         if t0 < t <= t1:
             counts[min(bins - 1, max(0, math.ceil((t - t0) / width) - 1))] += 1
-    return [(t0 + (i + 0.5) * width, c / width) for i, c in enumerate(counts)]
+    if active is None:
+        return [(t0 + (i + 0.5) * width, c / width) for i, c in enumerate(counts)]
+    out = []
+    for i, c in enumerate(counts):
+        a, b = t0 + i * width, t0 + (i + 1) * width
+        busy = sum(max(0.0, min(b, e) - max(a, s)) for s, e in active)
+        out.append((t0 + (i + 0.5) * width, c / busy if busy > 0.1 * width else math.nan))
+    return out
 
 
 def percentile(values: Iterable[float], p: float) -> Optional[float]:
