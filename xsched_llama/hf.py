@@ -236,8 +236,9 @@ def _download(spec: HfSpec, lst: Listing, files: list[HubFile], cache: Path, for
                 local = Path(hub.hf_hub_download(spec.repo, f.path, revision=lst.commit, cache_dir=str(cache),
                                                  endpoint=endpoint(), token=tok or False, force_download=force))
             except BaseException as e:
-                _discard(rd, lst.commit, f, existed, delete_file=False)
                 err = _translate(e, spec, cache, f) if isinstance(e, Exception) else None
+                _discard(rd, lst.commit, f, existed, delete_file=False,
+                         delete_partial=isinstance(err, DiskSpaceError))
                 if err is None:
                     raise
                 raise err from None
@@ -276,11 +277,18 @@ def _verify(path: Path, f: HubFile) -> None:
         raise VerificationError(f"{f.path}: {kind} {got} does not match the hub's {want}; the file was deleted")
 
 
-def _discard(rd: Path, commit: str, f: HubFile, existed: bool, delete_file: bool) -> None:
+def _discard(rd: Path, commit: str, f: HubFile, existed: bool, delete_file: bool,
+             delete_partial: bool = False) -> None:
     """_discard() cleans up after a failed download of `f`: its link and blob when `delete_file` (they hold the
-    wrong bytes; after a download error huggingface_hub has removed its temporary file and left any older copy
-    alone), empty folders, and the repository folder if this pull created it and it holds no complete file."""
+    wrong bytes; after a download error huggingface_hub has left any older copy alone), its partial download
+    `blobs/ETAG….incomplete` when `delete_partial` (a full disk; after a cut it stays, for huggingface_hub
+    versions that resume from it), empty folders, and the repository folder if this pull created it and it
+    holds no complete file."""
     link = rd / "snapshots" / commit / f.path
+    if delete_partial:
+        for b in (f.sha256, f.git_oid):
+            for p in (rd / "blobs").glob(f"{b}*.incomplete") if b else []:
+                p.unlink(missing_ok=True)
     if delete_file:
         targets = [link.resolve()] if link.is_symlink() else []
         targets += [rd / "blobs" / b for b in (f.sha256, f.git_oid) if b]
