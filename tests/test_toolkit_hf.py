@@ -22,10 +22,12 @@ import json
 import os
 import re
 import resource
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,13 +58,15 @@ class FakeRepo:
     files: dict[str, bytes]
     gated: bool = False
     private: bool = False
+    sha256: dict[str, str] = field(init=False)
+    commit: str = field(init=False)
 
-    @property
-    def commit(self) -> str:
+    def __post_init__(self) -> None:
+        self.sha256 = {p: hashlib.sha256(d).hexdigest() for p, d in self.files.items()}
         h = hashlib.sha1()
         for p in sorted(self.files):
-            h.update(p.encode() + b"\0" + hashlib.sha256(self.files[p]).digest())
-        return h.hexdigest()
+            h.update(p.encode() + b"\0" + self.sha256[p].encode())
+        self.commit = h.hexdigest()
 
     @staticmethod
     def is_lfs(path: str) -> bool:
@@ -280,7 +284,7 @@ class HubHandler(_Base):
         common = {"X-Repo-Commit": commit}
         if not repo.is_lfs(path):
             return self.send_bytes(data, {**common, "ETag": f'"{git_blob_id(data)}"'})
-        sha = hashlib.sha256(data).hexdigest()
+        sha = repo.sha256[path]
         location = f"{self.hub.cdn}/{sha}?sig={self.hub.sig(sha)}&name={quote(path.rsplit('/', 1)[-1])}"
         self.reply(302, b"", {**common, "Location": location, "ETag": f'"{git_blob_id(lfs_pointer(data))}"',
                               "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data))})
@@ -298,10 +302,9 @@ class CdnHandler(_Base):
         sha = url.path.rsplit("/", 1)[-1]
         if parse_qs(url.query).get("sig", [""])[0] != self.hub.sig(sha):
             return self.reply(403, b"signature does not match")
-        blobs = {hashlib.sha256(d).hexdigest(): d for r in self.hub.repos.values() for d in r.files.values()}
-        if sha not in blobs:
+        data = next((r.files[p] for r in self.hub.repos.values() for p, h in r.sha256.items() if h == sha), None)
+        if data is None:
             return self.reply(404, b"no such object")
-        data = blobs[sha]
         if sha in self.hub.corrupt:
             data = bytes([data[0] ^ 0xFF]) + data[1:]
         self.send_bytes(data, {"ETag": f'"{sha}"'}, cut=self.hub.cut.pop(sha, None))
@@ -610,3 +613,36 @@ def test_model_list_shows_the_hf_cache(hub: FakeHub, tmp_path: Path) -> None:
     assert "smollm2-135m" in rows  # the presets are still listed
     assert rows[f"hf://acme/Big-GGUF/{SHARDS[0]}"]["source"].endswith("3 parts")
     assert rows[f"hf://acme/Tiny-GGUF/{Q8}"]["size"] == len(hub.repos["acme/Tiny-GGUF"].files[Q8])
+
+
+@pytest.mark.slow
+def test_serve_a_hub_model(hub: FakeHub, tmp_path: Path, patched_cpu_server: Path, default_model: Path,
+                           toolkit_cache: Path) -> None:
+    """`serve -m owner/repo:QUANT` pulls through the hub and llama-server loads the snapshot link."""
+    hub.add("acme/Smol-GGUF", {"README.md": b"# Smol\n", "Smol-Q4_1.gguf": default_model.read_bytes()})
+    port = server.free_port()
+    env = {**os.environ, "XSCHED_LLAMA_CACHE": str(toolkit_cache)}
+    proc = subprocess.Popen([sys.executable, "-m", "xsched_llama", "serve", "-m", "acme/Smol-GGUF:Q4_1",
+                             "--port", str(port), "--", "-c", "512", "-t", "1", "--no-warmup"],
+                            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    import requests
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, "serve did not become healthy"
+            time.sleep(0.5)
+        r = requests.post(f"http://127.0.0.1:{port}/completion", json={"prompt": "Hello", "n_predict": 4}, timeout=60)
+        assert r.status_code == 200 and r.json()["tokens_predicted"] > 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    snap = tmp_path / "hf-home" / "hub" / "models--acme--Smol-GGUF" / "snapshots" / hub.repos["acme/Smol-GGUF"].commit
+    assert f"-m {snap / 'Smol-Q4_1.gguf'}" in out
