@@ -6,8 +6,8 @@ FakeHub speaks the part of the hub's protocol that huggingface_hub uses for a pu
                                               LFS files carry `lfs.oid` (SHA-256) and `size`
   HEAD|GET /R/resolve/REV/PATH                `X-Repo-Commit`; an LFS file: 302 to the CDN with `X-Linked-Etag`
                                               (the SHA-256) and `X-Linked-Size`; a plain file: 200, ETag = Git blob id
-  GET      CDN/SHA256?sig=…                   the bytes, `Range` (206 + `Content-Range`); another origin, so the client
-                                              drops `Authorization` as it does for the real CDN
+  GET      CDN/SHA256?sig=…                   the bytes, `Range` (206 + `Content-Range`); another origin, so the
+                                              client drops `Authorization` as it does for the real CDN
 Errors as the hub sends them: `X-Error-Code: RepoNotFound` (401 without a token, 404 with one), `GatedRepo`
 (401 without a token, 403 with one that has no access), `RevisionNotFound`, `EntryNotFound`, and 401
 `Invalid credentials in Authorization header` for an unknown token.
@@ -101,7 +101,8 @@ class FakeHub:
     def sig(self, sha: str) -> str:
         return hmac.new(self.secret, sha.encode(), "sha256").hexdigest()[:32]
 
-    def requests(self, server_name: str | None = None, method: str | None = None) -> list[tuple[str, str, str, dict[str, str]]]:
+    def requests(self, server_name: str | None = None,
+                 method: str | None = None) -> list[tuple[str, str, str, dict[str, str]]]:
         return [r for r in self.log if (server_name is None or r[0] == server_name)
                 and (method is None or r[1] == method)]
 
@@ -222,7 +223,7 @@ class HubHandler(_Base):
                     d = repo.files[p]
                     s.update(size=len(d), blobId=git_blob_id(lfs_pointer(d) if repo.is_lfs(p) else d))
                     if repo.is_lfs(p):
-                        s["lfs"] = {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d), "pointerSize": len(lfs_pointer(d))}
+                        s["lfs"] = {"sha256": repo.sha256[p], "size": len(d), "pointerSize": len(lfs_pointer(d))}
                 siblings.append(s)
             return self.reply_json(200, {
                 "_id": repo.commit[:24], "id": repo_id, "modelId": repo_id, "author": repo_id.split("/")[0],
@@ -328,7 +329,8 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     """A local hub with `acme/Tiny-GGUF` (several quants), `acme/Big-GGUF` (3 shards), gated `acme/Gated-GGUF`;
     HF_ENDPOINT points at it and the Hugging Face cache and home are in tmp_path."""
     h = FakeHub()
-    h.add("acme/Tiny-GGUF", {"README.md": b"# Tiny\n", ".gitattributes": b"*.gguf filter=lfs diff=lfs merge=lfs -text\n",
+    h.add("acme/Tiny-GGUF", {"README.md": b"# Tiny\n",
+                             ".gitattributes": b"*.gguf filter=lfs diff=lfs merge=lfs -text\n",
                              "Tiny-IQ4_XS.gguf": gguf("iq4"), Q4: gguf("q4"), Q8: gguf("q8", 300_000),
                              "Tiny-BF16.gguf": gguf("bf16"), "mmproj-Tiny-F16.gguf": gguf("mmproj")})
     h.add("acme/Big-GGUF", {"README.md": b"# Big\n", **{p: gguf(p, 150_000 + i) for i, p in enumerate(SHARDS)}})
@@ -557,7 +559,8 @@ def test_bad_input(hub: FakeHub, tmp_path: Path, spec: str, code: int, needle: s
 def test_ambiguous_quant(hub: FakeHub, tmp_path: Path) -> None:
     hub.add("acme/Two-GGUF", {"a/M-Q8_0.gguf": gguf("a"), "b/M-Q8_0.gguf": gguf("b")})
     cp = cli("model", "pull", "acme/Two-GGUF:Q8_0")
-    assert cp.returncode == 2 and "quant Q8_0 is ambiguous in acme/Two-GGUF: a/M-Q8_0.gguf, b/M-Q8_0.gguf" in error_line(cp)
+    assert cp.returncode == 2
+    assert "quant Q8_0 is ambiguous in acme/Two-GGUF: a/M-Q8_0.gguf, b/M-Q8_0.gguf" in error_line(cp)
     assert hub_files(tmp_path) == []
 
 

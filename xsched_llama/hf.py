@@ -331,7 +331,8 @@ def _translate(e: BaseException, spec: HfSpec, cache: Path, f: HubFile | None = 
         return UsageError(f"{repo}@{spec.revision} has no file {what} on {ep}")
     if isinstance(e, errs.HfHubHTTPError) and status in (401, 403):
         if tok:
-            return AuthError(f"{ep} refused the token from {src} (HTTP {status}{': ' + server_msg if server_msg else ''})")
+            said = f": {server_msg}" if server_msg else ""
+            return AuthError(f"{ep} refused the token from {src} (HTTP {status}{said})")
         return AuthError(f"{ep} needs a token for {repo} (HTTP {status}): set HF_TOKEN")
     if isinstance(e, errs.HfHubHTTPError):
         return NetworkError(f"{ep} answered HTTP {status} for {what}; try again later")

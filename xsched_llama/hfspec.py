@@ -89,7 +89,10 @@ def _from_match(m: re.Match[str], spec: str) -> HfSpec:
 # --- choosing the file: llama.cpp's rules (common/download.cpp at the pinned commit) ---
 
 def split_info(path: str) -> tuple[str, str, int, int]:
-    """split_info() is (prefix, TAG, index, count) of a GGUF name: `M-Q8_0-00002-of-00003.gguf` -> (`M-Q8_0`, `Q8_0`, 2, 3)."""
+    """split_info() is (prefix, TAG, index, count) of a GGUF name.
+
+    `M-Q8_0-00002-of-00003.gguf` -> (`M-Q8_0`, `Q8_0`, 2, 3); `M-Q8_0.gguf` -> (`M-Q8_0`, `Q8_0`, 1, 1).
+    """
     prefix = path[:-5] if path.lower().endswith(".gguf") else path
     index = count = 1
     m = _SPLIT.match(prefix)

@@ -93,8 +93,8 @@ def dashboard() -> dict[str, Any]:
               "holds it back for a more important queue), suspended while idle, or idle.",
               [target(f"max by ({Q_BY}) (xsched:queue_ready{{{Q_SEL}}}) + 2 * max by ({Q_BY}) "
                       f"(xsched:queue_suspended{{{Q_SEL}}})", Q_LEGEND)],
-              4, 1, 20, 5, defaults={"mappings": state_map, "color": {"mode": "thresholds"},
-                                     "thresholds": {"mode": "absolute", "steps": [{"color": "transparent", "value": None}]}},
+              4, 1, 20, 5, defaults={"mappings": state_map, "color": {"mode": "thresholds"}, "thresholds": {
+                  "mode": "absolute", "steps": [{"color": "transparent", "value": None}]}},
               options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8,
                        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}}),
         panel("timeseries", "Time suspended (fraction)",
@@ -148,7 +148,8 @@ def dashboard() -> dict[str, Any]:
         panel("timeseries", "Generated tokens/s",
               "rate(llamacpp:tokens_predicted_total) per instance; dashed: llamacpp:predicted_tokens_seconds, the "
               "server's own average over its finished requests.",
-              [target(f"sum by ({I_BY}) (rate(llamacpp:tokens_predicted_total{{{Q_SEL}}}[$__rate_interval]))", I_LEGEND),
+              [target(f"sum by ({I_BY}) (rate(llamacpp:tokens_predicted_total{{{Q_SEL}}}[$__rate_interval]))",
+                      I_LEGEND),
                target(f"max by ({I_BY}) (llamacpp:predicted_tokens_seconds{{{Q_SEL}}})", "avg " + I_LEGEND, "B")],
               0, 40, 12, 8, unit="short", defaults={"min": 0}),
         panel("timeseries", "Prompt tokens/s",
