@@ -549,6 +549,7 @@ def test_token_from_hf_home(hub: FakeHub, tmp_path: Path) -> None:
     ("hf://acme/Tiny-GGUF/Tiny-Q2_K.gguf", 2, "has no file Tiny-Q2_K.gguf; GGUF files: Tiny-BF16.gguf"),
     ("hf://acme", 2, "expected hf://owner/repo"),
     ("missing/file.gguf", 2, "no such file: missing/file.gguf"),
+    ("acme/Tiny.git", 2, "acme/Tiny.git: Repo_id cannot end by '.git'"),
 ])
 def test_bad_input(hub: FakeHub, tmp_path: Path, spec: str, code: int, needle: str) -> None:
     cp = cli("model", "pull", spec)

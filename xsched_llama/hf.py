@@ -316,6 +316,8 @@ def _translate(e: BaseException, spec: HfSpec, cache: Path, f: HubFile | None = 
     status = getattr(resp, "status_code", None)
     server_msg = (resp.headers.get("X-Error-Message") if resp is not None else None) or ""
     what = f.path if f else str(spec)
+    if isinstance(e, errs.HFValidationError):
+        return UsageError(f"{spec}: {(str(e).strip().splitlines() or ['not a valid reference'])[0]}")
     if isinstance(e, errs.GatedRepoError):
         if tok:
             return AuthError(f"{repo} is gated and the token from {src} has no access to it (HTTP {status}); "
