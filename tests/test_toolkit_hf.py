@@ -478,6 +478,14 @@ def test_shards(hub: FakeHub, tmp_path: Path) -> None:
     assert len(hub.requests("cdn", "GET")) == 3
     hub.log.clear()
     assert models.pull(f"hf://acme/Big-GGUF/{SHARDS[0]}") == path and hub.downloads() == []
+    assert models.pull(f"hf://acme/Big-GGUF/{SHARDS[1]}") == path  # any part names the whole model
+
+
+def test_force_downloads_again(hub: FakeHub, tmp_path: Path) -> None:
+    path = models.pull("acme/Tiny-GGUF:Q8_0")
+    hub.log.clear()
+    assert models.pull("acme/Tiny-GGUF:Q8_0", force=True) == path
+    assert len(hub.requests("cdn", "GET")) == 1 and path.read_bytes() == hub.repos["acme/Tiny-GGUF"].files[Q8]
 
 
 def test_resume_after_a_cut(hub: FakeHub, tmp_path: Path) -> None:
