@@ -60,4 +60,4 @@ class ServerError(XschedLlamaError):
 class AuthError(XschedLlamaError):
     """The Hugging Face hub refused access: a gated or private repository without a usable token, a refused token."""
 
-    exit_code = 10
+    exit_code = 11
