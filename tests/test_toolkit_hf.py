@@ -658,3 +658,13 @@ def test_serve_a_hub_model(hub: FakeHub, tmp_path: Path, patched_cpu_server: Pat
     assert proc.returncode == 0, out
     snap = tmp_path / "hf-home" / "hub" / "models--acme--Smol-GGUF" / "snapshots" / hub.repos["acme/Smol-GGUF"].commit
     assert f"-m {snap / 'Smol-Q4_1.gguf'}" in out
+
+
+def test_auth_error_has_an_exit_code_of_its_own() -> None:
+    import xsched_llama.bench.errors  # noqa: F401  (BenchError)
+    from xsched_llama.errors import XschedLlamaError
+
+    def subclasses(c: type) -> list[type]:
+        return [s for d in c.__subclasses__() for s in (d, *subclasses(d))]
+    codes = {c: c.exit_code for c in subclasses(XschedLlamaError) if "exit_code" in vars(c)}
+    assert AuthError in codes and list(codes.values()).count(AuthError.exit_code) == 1, codes
