@@ -110,12 +110,18 @@ def model() -> None:
 
 
 @model.command("pull")
-@click.argument("spec", metavar="NAME|URL")
-@click.option("--sha256", help="Expected SHA-256 (verified; the file is deleted on mismatch).")
+@click.argument("spec", metavar="NAME|URL|OWNER/REPO[:QUANT]|hf://OWNER/REPO/FILE.gguf")
+@click.option("--sha256", help="Expected SHA-256 of a preset or URL (verified; the file is deleted on mismatch).")
 @click.option("--force", is_flag=True, help="Download again even if present.")
 @click.pass_context
 def model_pull(ctx: click.Context, spec: str, sha256: str | None, force: bool) -> None:
-    """Download a preset (see `model list`) or a URL into the cache."""
+    """Download a preset (see `model list`), a URL, or a GGUF from the Hugging Face hub; print its path.
+
+    OWNER/REPO[:QUANT] picks the repository's GGUF whose name carries QUANT (e.g. unsloth/Qwen3-0.6B-GGUF:Q8_0;
+    without QUANT the one llama.cpp's -hf picks), hf://OWNER/REPO[@REV]/PATH/FILE.gguf names one file. Hub files
+    go to the Hugging Face cache [env HF_HUB_CACHE, HF_HOME], with HF_TOKEN for gated repositories and
+    HF_ENDPOINT for a mirror; every part of a split model is downloaded, the first part's path printed.
+    """
     from . import models
     path = models.pull(spec, cache=_cache(ctx), sha256=sha256, force=force)
     click.echo(str(path))
@@ -125,7 +131,7 @@ def model_pull(ctx: click.Context, spec: str, sha256: str | None, force: bool) -
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def model_list(ctx: click.Context, as_json: bool) -> None:
-    """List presets and cached models."""
+    """List presets, cached models and the GGUFs in the Hugging Face cache."""
     from . import models
     rows = models.list_models(_cache(ctx))
     if as_json:
@@ -202,7 +208,8 @@ def patches_export(directory: str, patches_dir: str | None, as_json: bool) -> No
 
 
 @cli.command(context_settings={"ignore_unknown_options": False})
-@click.option("-m", "--model", "model_spec", help="GGUF path, preset or URL [default: smollm2-135m].")
+@click.option("-m", "--model", "model_spec",
+              help="GGUF path, preset, URL, OWNER/REPO[:QUANT] or hf://OWNER/REPO/FILE.gguf [default: smollm2-135m].")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--instance", "instance", multiple=True, metavar="[NAME:]P:W:NP",

