@@ -179,7 +179,9 @@ TEST(WrrGroupsShareOneTurn) {
     // at most one step per 4 x 10 ms round (25 steps/s per context) ungrouped
     CHECK(g.a + g.b > 2 * (u.a + u.b));
     CHECK(g.a + g.b > 150);
-    CHECK(std::fabs(g.a / g.b - 3.0) <= 0.3);
+    // the weights show (ungrouped, the defect gives about 1:1); the bound is wider than the GPU target's 0.3
+    // because a step's CPU unit and thread wake-ups run on the host, which a loaded machine delays
+    CHECK(std::fabs(g.a / g.b - 3.0) <= 0.6);
 }
 
 // XHintGroup() shows in the snapshot; 0 leaves the group; handle 0 is invalid.
