@@ -98,7 +98,7 @@ compile() { # compile BUILD_DIR XQUEUE(ON|OFF) OBJECTS...
     cmake -S "$work/src" -B "$b" -G Ninja -DCMAKE_BUILD_TYPE=Release \
         -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF -DGGML_CUDA_NCCL=OFF \
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_SERVER=OFF \
-        -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF \
+        -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF \
         -DCUDA_cublas_LIBRARY="$work/stub/libcublas.so" -DCUDA_cublasLt_LIBRARY="$work/stub/libcublasLt.so" \
         -DCUDA_cuda_driver_LIBRARY="$work/stub/libcuda.so" \
         -DCMAKE_CUDA_FLAGS="-I$inc" -DCMAKE_CXX_FLAGS="-I$inc" \

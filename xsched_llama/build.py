@@ -97,7 +97,7 @@ def configure_args(opts: BuildOptions, src: Path, bdir: Path, tools: dict[str, s
     """configure_args() is the full `cmake` configure command line."""
     args = [tools["cmake"], "-S", str(src), "-B", str(bdir), f"-DCMAKE_BUILD_TYPE={opts.build_type}",
             "-DGGML_NATIVE=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_APP=OFF",
-            "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_OPENSSL=OFF", "-DBUILD_SHARED_LIBS=OFF"]
+            "-DLLAMA_OPENSSL=OFF", "-DBUILD_SHARED_LIBS=OFF"]
     if "ninja" in tools:
         args[1:1] = ["-G", "Ninja"]
     if "ccache" in tools:
@@ -209,9 +209,26 @@ def _build(opts: BuildOptions, cache: Path) -> dict[str, Any]:
     if missing:
         raise BuildError(f"the build finished but {missing[0]} is missing; full log: {log}")
     stamp_path.write_text(json.dumps({"key": key, **key_data}, indent=2) + "\n")
+    summary["web_ui"] = web_ui_state(log)
+    if summary["web_ui"] == "missing" and "llama-server" in opts.targets:
+        ui.warn("the web UI is not embedded: llama.cpp downloads it from huggingface.co at build time and could "
+                "not; GET / says how to add it (docs/server.md, \"Web UI\")")
     summary["seconds"] = round(time.monotonic() - t0, 1)
     ui.info(f"built {variant(opts)}: {binaries[opts.targets[0]]}")
     return summary
+
+
+def web_ui_state(log: Path) -> str:
+    """web_ui_state() reads llama.cpp's UI provisioning messages in a build log: "embedded" (assets were
+    downloaded, built or supplied in tools/ui/dist), "missing" (none: the server has no web UI), or "unknown"
+    (the UI step did not run in this build, e.g. nothing changed)."""
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    if "UI: no assets available" in text:
+        return "missing"
+    if re.search(r"UI: (HF download succeeded|HF stamp matches|using pre-built assets|npm build succeeded|"
+                 r"provisioning failed; embedding stale)", text):
+        return "embedded"
+    return "unknown"
 
 
 def find_binary(opts: BuildOptions, target: str = "llama-server", cache: Path | None = None) -> Path | None:
