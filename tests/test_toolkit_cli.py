@@ -117,3 +117,18 @@ def test_failing_configure_names_the_log(tmp_path: Path, llama_source: Path) -> 
     log = Path(line.split("full log: ")[1].split(";")[0])
     assert log.is_file() and "CMAKE_CXX_COMPILER" in log.read_text()
     assert not (log.parent / "stamp.json").exists()
+
+
+@pytest.mark.parametrize("log,state", [
+    ("-- UI: downloading from latest: https://huggingface.co/...\n"
+     "CMake Warning: UI: no assets available - building without an embedded UI.\n", "missing"),
+    ("-- UI: HF download succeeded, stamp updated (ggml-org/llama-ui|b1, resolved: b1)\n", "embedded"),
+    ("-- UI: using pre-built assets from /src/tools/ui/dist\n", "embedded"),
+    ("[12/12] Linking CXX executable bin/llama-server\n", "unknown"),
+])
+def test_web_ui_state_from_the_build_log(tmp_path: Path, log: str, state: str) -> None:
+    from xsched_llama import build
+    p = tmp_path / "build.log"
+    p.write_text(log)
+    assert build.web_ui_state(p) == state
+    assert build.web_ui_state(tmp_path / "absent.log") == "unknown"
