@@ -421,6 +421,16 @@ static std::vector<XQueueInfo> snapshot_rows(XSchedSnapshotInfo & info) {
         }
         if (info.n_queues <= rows.size()) {
             rows.resize(written);
+            // a draft context has its target's queue names (one scheduling group): number the repeats
+            // ("inst0/cpu#2"), so that every queue has its own row name and Prometheus series
+            std::map<std::string, int> seen;
+            for (auto & r : rows) {
+                const int n = ++seen[r.name];
+                if (n > 1) {
+                    const std::string renamed = std::string(r.name) + "#" + std::to_string(n);
+                    snprintf(r.name, sizeof(r.name), "%s", renamed.c_str());
+                }
+            }
             return rows;
         }
         rows.resize(info.n_queues + 16);
