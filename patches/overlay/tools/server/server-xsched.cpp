@@ -367,13 +367,50 @@ void server_xsched_timings_add(json & res, const server_xsched_times & t, const 
     res["xsched_timings"] = out;
 }
 
-std::string server_instance_failure(const common_params & params, size_t id, int32_t priority, bool model_loaded) {
-    std::string line = string_format("instance %zu (priority %d) failed to start: ", id, (int) priority);
-    if (!model_loaded) {
-        return line + "the model '" + params.model.path + "' could not be loaded (see the errors above)";
+server_log_errors::server_log_errors() {
+    llama_log_get(&prev_cb, &prev_data);
+    llama_log_set(&server_log_errors::callback, this);
+}
+
+server_log_errors::~server_log_errors() {
+    llama_log_set(prev_cb, prev_data);
+}
+
+std::string server_log_errors::first() const {
+    std::lock_guard<std::mutex> lock(mutex);
+    return first_error;
+}
+
+void server_log_errors::callback(ggml_log_level level, const char * text, void * data) {
+    auto * self = static_cast<server_log_errors *>(data);
+    {
+        std::lock_guard<std::mutex> lock(self->mutex);
+        // GGML_LOG_LEVEL_CONT continues the previous message
+        const bool error = level == GGML_LOG_LEVEL_ERROR || (level == GGML_LOG_LEVEL_CONT && self->in_error);
+        self->in_error = error;
+        if (error && self->first_error.empty() && text != nullptr) {
+            self->partial += text;
+            const size_t nl = self->partial.find('\n');
+            if (nl != std::string::npos) {
+                self->first_error = self->partial.substr(0, nl);
+                self->partial.clear();
+            }
+        }
     }
-    const int n_ctx = params.n_ctx;
-    line += string_format("its context (-c %d, %d slot(s)) could not be created", n_ctx, (int) params.n_parallel);
+    if (self->prev_cb != nullptr) {
+        self->prev_cb(level, text, self->prev_data);
+    }
+}
+
+std::string server_instance_failure(const common_params & params, size_t id, int32_t priority, bool model_loaded,
+                                    const std::string & reason) {
+    std::string line = string_format("instance %zu (priority %d) failed to start: ", id, (int) priority);
+    const std::string because = reason.empty() ? "" : " (" + reason + ")";
+    if (!model_loaded) {
+        return line + "the model '" + params.model.path + "' could not be loaded" + because;
+    }
+    line += string_format("its context (-c %d, %d slot(s)) could not be created%s", (int) params.n_ctx,
+                          (int) params.n_parallel, because.c_str());
     try {
         common_params p = params;
         llama_model_params   mparams = common_model_params_to_llama(p);
@@ -397,7 +434,7 @@ std::string server_instance_failure(const common_params & params, size_t id, int
             line += ": it needs " + wants + "; lower -c or the slots, or run fewer instances";
         }
     } catch (const std::exception & e) {
-        line += string_format(" (its memory could not be measured: %s)", e.what());
+        line += string_format("; its memory could not be measured (%s)", e.what());
     }
     return line;
 }

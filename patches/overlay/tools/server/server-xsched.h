@@ -151,8 +151,33 @@ struct server_xsched_times {
 // not reached is left out, and nothing is added when the arrival is unknown.
 void server_xsched_timings_add(json & res, const server_xsched_times & t, const server_slot_stats & stats);
 
+// server_log_errors records the error messages that libllama and ggml log while it exists (why a model or a
+// context could not be created), passing every message on to the logger installed before; the destructor
+// puts that logger back. Thread-safe.
+class server_log_errors {
+public:
+    server_log_errors();
+    ~server_log_errors();
+    server_log_errors(const server_log_errors &) = delete;
+    server_log_errors & operator=(const server_log_errors &) = delete;
+
+    // first() returns the first error message recorded (one line, without its newline), or "".
+    std::string first() const;
+
+private:
+    static void callback(ggml_log_level level, const char * text, void * data);
+
+    ggml_log_callback  prev_cb   = nullptr;
+    void *             prev_data = nullptr;
+    mutable std::mutex mutex;
+    std::string        first_error;
+    std::string        partial; // an error message that arrives in pieces
+    bool               in_error = false;
+};
+
 // server_instance_failure() returns the one-line reason why instance `id` (of `priority`) could not be started
-// with `params` (its own copy: -c, slots, devices), for the log line that precedes the exit: when its model
-// is loaded (`model_loaded`), the memory its context asks for per device (KV cache and compute buffers,
-// measured without allocating), else that the model could not be loaded.
-std::string server_instance_failure(const common_params & params, size_t id, int32_t priority, bool model_loaded);
+// with `params` (its own copy: -c, slots, devices), for the log line that precedes the exit: the first error
+// that was logged (`reason`, may be empty) and, when its model is loaded (`model_loaded`), the memory its
+// context asks for per device (KV cache and compute buffers, measured without allocating).
+std::string server_instance_failure(const common_params & params, size_t id, int32_t priority, bool model_loaded,
+                                    const std::string & reason);
