@@ -67,6 +67,7 @@ class Stream:
     def __init__(self, srv: ServerProcess, body: dict[str, Any]) -> None:
         self.times: list[float] = []
         self.error: BaseException | None = None
+        self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(srv, body), daemon=True)
         self.thread.start()
 
@@ -78,8 +79,15 @@ class Stream:
                 for line in r.iter_lines():
                     if line.startswith(b"data: "):
                         self.times.append(time.monotonic())
+                    if self.stop.is_set():
+                        return  # closes the connection: the server cancels the stream
         except BaseException as e:  # noqa: BLE001  (reported by the test)
             self.error = e
+
+    def stop_and_join(self, timeout_s: float = 60) -> None:
+        """stop_and_join() closes the stream (the client goes away) and waits for its thread."""
+        self.stop.set()
+        self.thread.join(timeout_s)
 
     def gaps(self, t0: float, t1: float) -> list[float]:
         """gaps() are the inter-event gaps (s) of events that arrived within [t0, t1]."""

@@ -140,17 +140,15 @@ def test_control_and_lora_answer_next_to_a_parked_instance(srv: ServerProcess) -
     assert wait_until(lambda: not busy(srv, 0) and not busy(srv, 1), 60)
 
 
-def queue_priorities(snap: dict[str, Any], instance: int) -> set[int]:
-    return {q["priority"] for q in snap["queues"] if q["name"].split("/")[0] == f"inst{instance}"}
-
-
-def test_concurrent_priority_changes_end_consistent(srv: ServerProcess) -> None:
-    """D8: two clients change instance 0's priority at the same time, 500 times each; afterwards the instance's
-    routing priority and every queue of the instance agree (one change at a time per instance)."""
+def check_concurrent_priority_changes(srv: ServerProcess, instance: int, restore: int, n: int = 500) -> None:
+    """check_concurrent_priority_changes() has two clients change `instance`'s priority and weight at the same time,
+    `n` times each, then checks that the instance's routing priority and every one of its queues (CPU and, on a
+    GPU build, CUDA) agree; then gives it priority `restore` and weight 1 again."""
     def flip(prio: int, weight: int) -> None:
         with requests.Session() as s:
-            for _ in range(500):
-                r = s.post(srv.url + "/xsched", json={"instance": 0, "priority": prio, "weight": weight}, timeout=30)
+            for _ in range(n):
+                r = s.post(srv.url + "/xsched", json={"instance": instance, "priority": prio, "weight": weight},
+                           timeout=30)
                 assert r.status_code == 200, r.text
 
     try:
@@ -160,14 +158,20 @@ def test_concurrent_priority_changes_end_consistent(srv: ServerProcess) -> None:
         for t in threads:
             t.join(300)
         snap = srv.get("/xsched").json()
-        inst = snap["instances"][0]
+        inst = snap["instances"][instance]
         assert (inst["priority"], inst["weight"]) in ((3, 2), (7, 5)), inst
         if snap["available"]:
-            rows = [q for q in snap["queues"] if q["name"].split("/")[0] == "inst0"]
+            rows = [q for q in snap["queues"] if q["name"].split("/")[0] == f"inst{instance}"]
             assert rows and all((q["priority"], q["weight"]) == (inst["priority"], inst["weight"]) for q in rows), \
                 (inst, rows)
     finally:
-        srv.post("/xsched", {"instance": 0, "priority": 0, "weight": 1})
+        srv.post("/xsched", {"instance": instance, "priority": restore, "weight": 1})
+
+
+def test_concurrent_priority_changes_end_consistent(srv: ServerProcess) -> None:
+    """D8: concurrent POST /xsched on one instance: its queues end at the priority it routes by (one change at a
+    time per instance)."""
+    check_concurrent_priority_changes(srv, instance=0, restore=0)
     assert int(srv.post("/completion", {"prompt": "Hi", "n_predict": 1, "priority": 0}).headers["X-Instance"]) == 0
 
 

@@ -45,10 +45,12 @@ def stream_forever(srv: ServerProcess, priority: int, started: threading.Event) 
     started.set()
 
 
-def one_run(binary: Path, model: Path, log: Path, rng: random.Random, high_busy: bool) -> tuple[int | None, float]:
-    """one_run() returns the exit status (None: still running after 10 s, then killed) and the seconds it took."""
-    srv = ServerProcess(binary, [*common_args(model), "--instances", "0:1:1,10:1:1", "--xsched-policy", "HPF"],
-                        log_path=log)
+def one_run(binary: Path, args: list[str], log: Path, rng: random.Random,
+            high_busy: bool) -> tuple[int | None, float]:
+    """one_run() starts the server (`args` plus two levels, instance 0 the lower one), has instance 0 decode (and
+    the higher level too with `high_busy`), sends SIGINT at a random moment and returns the exit status (None:
+    still running after 10 s, then killed) and the seconds the exit took."""
+    srv = ServerProcess(binary, [*args, "--instances", "0:1:1,10:1:1", "--xsched-policy", "HPF"], log_path=log)
     srv.start()
     threads = []
     try:
@@ -76,15 +78,14 @@ def one_run(binary: Path, model: Path, log: Path, rng: random.Random, high_busy:
             t.join(30)
 
 
-def test_sigint_while_gated_decoding_exits(server_binary: Path, default_model: Path,  # noqa: F811
-                                           tmp_path: Path) -> None:
-    runs = int(os.environ.get(RUNS_ENV, "20"))
+def sigint_runs(binary: Path, args: list[str], tmp_path: Path, runs: int) -> None:
+    """sigint_runs() does `runs` runs of one_run() and requires exit status 0 within 10 s from each."""
     rng = random.Random(11)
     bad: list[str] = []
     slowest = 0.0
     for i in range(runs):
         log = tmp_path / f"server-{i}.log"
-        rc, took = one_run(server_binary, default_model, log, rng, high_busy=i % 2 == 1)
+        rc, took = one_run(binary, args, log, rng, high_busy=i % 2 == 1)
         slowest = max(slowest, took)
         if rc != 0:
             bad.append(f"run {i}: {'no exit within 10 s' if rc is None else f'exit {rc}'} (log {log})")
@@ -92,3 +93,8 @@ def test_sigint_while_gated_decoding_exits(server_binary: Path, default_model: P
             log.unlink()
     print(f"D4: {runs} SIGINTs, {runs - len(bad)} exited 0 within 10 s, slowest exit {slowest:.2f} s")
     assert not bad, bad
+
+
+def test_sigint_while_gated_decoding_exits(server_binary: Path, default_model: Path,  # noqa: F811
+                                           tmp_path: Path) -> None:
+    sigint_runs(server_binary, common_args(default_model), tmp_path, int(os.environ.get(RUNS_ENV, "20")))

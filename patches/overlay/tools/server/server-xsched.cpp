@@ -27,6 +27,10 @@ static std::string allowed_priorities() {
     return "an integer in [" + std::to_string(SERVER_PRIORITY_MIN) + ", " + std::to_string(SERVER_PRIORITY_MAX) + "]";
 }
 
+std::string server_quote(const std::string & s) {
+    return json(s).dump_safe();
+}
+
 std::string server_header(const server_http_req & req, const std::string & name) {
     for (const auto & [key, value] : req.headers) {
         if (key.size() == name.size() &&
@@ -71,7 +75,7 @@ std::optional<int32_t> server_request_priority(const server_http_req & req) {
         pos = 0;
     }
     if (pos == 0 || pos != h.size() || !(std::isdigit((unsigned char) h[0]) || h[0] == '-' || h[0] == '+')) {
-        throw std::invalid_argument("invalid X-Priority header '" + h + "': must be " + allowed_priorities());
+        throw std::invalid_argument("invalid X-Priority header " + server_quote(h) + ": must be " + allowed_priorities());
     }
     return check_priority(v, "X-Priority header");
 }

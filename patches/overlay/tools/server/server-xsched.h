@@ -87,6 +87,10 @@ bool server_xsched_admin_allowed(const server_http_req & req, const std::string 
 // one-line `err` when the server must not start.
 bool server_instances_prepare(common_params & params, std::string & err);
 
+// server_quote() returns `s` as a JSON string literal (quotes, escapes; invalid UTF-8 replaced), so that a value
+// quoted in an error message keeps the message on one line.
+std::string server_quote(const std::string & s);
+
 // server_header() returns the value of header `name` (case-insensitive), or "".
 std::string server_header(const server_http_req & req, const std::string & name);
 
