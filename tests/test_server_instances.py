@@ -361,3 +361,34 @@ def test_instances_share_the_cores_by_default(server_binary: Path, default_model
     with ServerProcess(server_binary, [*base, "--instances", "2,1,0", "-t", str(default)],
                        log_path=tmp_path / "explicit.log") as s:
         assert _threadpool_sizes(s) == [default] * 3
+
+
+TIMING_KEYS = ["routed_ms", "slot_ms", "prompt_start_ms", "first_token_ms"]
+
+
+def final_results(r: requests.Response, stream: bool) -> list[dict[str, Any]]:
+    """final_results() returns the JSON objects of a completion response that carry its final result."""
+    if not stream:
+        return [r.json()]
+    import json
+    events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith(b"data: {")]
+    return [e for e in events if e.get("stop") is True or any(c.get("finish_reason") for c in e.get("choices", []))
+            or "xsched_timings" in e]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("path", ["/completion", "/v1/completions", "/v1/chat/completions"])
+def test_xsched_timings_in_final_result(srv: ServerProcess, path: str, stream: bool) -> None:
+    """Issue 12: the final result (the last event with stop: true when streaming) carries "xsched_timings": ms
+    since the HTTP handler received the request at which it was routed, got a slot, started its prompt and
+    sampled its first token; present, non-negative and in that order. Partial events do not carry it."""
+    r = complete(srv, path, priority=5, stream=stream, n_predict=3, max_tokens=3)
+    assert r.status_code == 200, r.text
+    finals = final_results(r, stream)
+    with_timings = [e for e in finals if "xsched_timings" in e]
+    assert len(with_timings) == 1, finals
+    t = with_timings[0]["xsched_timings"]
+    assert list(t) == TIMING_KEYS, t
+    values = [t[k] for k in TIMING_KEYS]
+    assert all(isinstance(v, (int, float)) and v >= 0 for v in values), t
+    assert values == sorted(values), t

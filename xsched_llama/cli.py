@@ -236,7 +236,7 @@ def serve(ctx: click.Context, model_spec: str | None, host: str, port: int, inst
         ui.warn(f"{model_path.name} is a SYNTHETIC model: its text is gibberish")
     log = cache / "logs" / "serve.log"
     srv = server.ServerProcess(binary, ["-m", str(model_path), *sched, *server_args], host=host, port=port,
-                               log_path=log, stream=True, startup_timeout=600)
+                               log_path=log, stream=True, startup_timeout=600, die_with_parent=True)
     ui.info("+ " + " ".join(srv.command()))
     rc = server.run_foreground(srv, on_ready=lambda s: ui.info(f"serving {model_path.name} at {s.url} "
                                                                 "(Ctrl-C stops)"))

@@ -13,8 +13,10 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,27 @@ from typing import Any
 from .errors import ServerError
 
 DEFAULT_HOST = "127.0.0.1"
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """_die_with_parent() returns a preexec_fn that makes the child receive SIGTERM when the thread that started it
+    ends (Linux prctl PR_SET_PDEATHSIG), or None where that does not exist. The libc lookup happens here, in the
+    parent; the child only calls it. Use it only from a process with one thread (preexec_fn is not safe otherwise)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    parent = os.getpid()
+
+    def set_pdeathsig() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+        if os.getppid() != parent:  # the parent died before prctl: nobody is left to stop the server
+            os._exit(1)
+    return set_pdeathsig
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:
@@ -37,14 +60,16 @@ class ServerProcess:
     `args` are passed to the binary as they are; `--host` and `--port` are added (do not pass them).
     Output (stdout and stderr) goes to `log_path` (a temporary file when omitted), or with `stream` to
     this process's stdout/stderr (then the log file stays empty). The child gets its
-    own process group, so a Ctrl-C in the parent's terminal reaches it only through `stop()`.
+    own process group, so a Ctrl-C in the parent's terminal reaches it only through `stop()`. With
+    `die_with_parent` (for single-threaded callers such as `xsched-llama serve`) the child also gets SIGTERM when
+    the calling thread dies, so that a SIGKILL of the caller does not leave a server holding the port.
     """
 
     def __init__(self, binary: str | os.PathLike[str], args: Sequence[str | os.PathLike[str]] = (), *,
                  host: str = DEFAULT_HOST, port: int | None = None,
                  log_path: str | os.PathLike[str] | None = None,
                  env: Mapping[str, str] | None = None, startup_timeout: float = 180.0,
-                 stream: bool = False) -> None:
+                 stream: bool = False, die_with_parent: bool = False) -> None:
         self.binary = Path(binary)
         self.args = [str(a) for a in args]
         self.host = host
@@ -57,6 +82,7 @@ class ServerProcess:
         self.env = dict(env) if env is not None else None
         self.startup_timeout = startup_timeout
         self.stream = stream
+        self.die_with_parent = die_with_parent
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -95,7 +121,8 @@ class ServerProcess:
             log.flush()
             out = None if self.stream else log
             self.proc = subprocess.Popen(self.command(), stdout=out, stderr=None if self.stream else subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                         preexec_fn=_die_with_parent() if self.die_with_parent else None)
         if wait:
             self.wait_healthy()
         return self

@@ -1,14 +1,23 @@
 // server-xsched.cpp: see server-xsched.h.
 #include "server-xsched.h"
 
+#include "fit.h"
 #include "log.h"
 
 #include <algorithm>
 #include <cinttypes>
 #include <cctype>
+#include <csignal>
+#include <cstdlib>
 #include <map>
 #include <sstream>
 #include <stdexcept>
+
+#ifndef _WIN32
+#include <cerrno>
+#include <fcntl.h>
+#include <unistd.h>
+#endif
 
 #ifdef LLAMA_SERVER_XSCHED
 #include "xsched/xsched.h"
@@ -16,6 +25,10 @@
 
 static std::string allowed_priorities() {
     return "an integer in [" + std::to_string(SERVER_PRIORITY_MIN) + ", " + std::to_string(SERVER_PRIORITY_MAX) + "]";
+}
+
+std::string server_quote(const std::string & s) {
+    return json(s).dump_safe();
 }
 
 std::string server_header(const server_http_req & req, const std::string & name) {
@@ -62,7 +75,7 @@ std::optional<int32_t> server_request_priority(const server_http_req & req) {
         pos = 0;
     }
     if (pos == 0 || pos != h.size() || !(std::isdigit((unsigned char) h[0]) || h[0] == '-' || h[0] == '+')) {
-        throw std::invalid_argument("invalid X-Priority header '" + h + "': must be " + allowed_priorities());
+        throw std::invalid_argument("invalid X-Priority header " + server_quote(h) + ": must be " + allowed_priorities());
     }
     return check_priority(v, "X-Priority header");
 }
@@ -228,6 +241,208 @@ bool server_instances_prepare(common_params & params, std::string & err) {
     return true;
 }
 
+void server_decode_guard::begin(const std::vector<int> & task_ids) {
+    std::lock_guard<std::mutex> lock(mutex);
+    running.clear();
+    running.insert(task_ids.begin(), task_ids.end());
+    cancelled.clear();
+    abort = false;
+}
+
+bool server_decode_guard::cancel(int task_id) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (running.count(task_id) == 0) {
+        return false;
+    }
+    cancelled.insert(task_id);
+    if (cancelled.size() == running.size()) {
+        abort = true;
+    }
+    return abort;
+}
+
+bool server_decode_guard::end() {
+    std::lock_guard<std::mutex> lock(mutex);
+    const bool aborted = abort;
+    running.clear();
+    cancelled.clear();
+    abort = false;
+    return aborted;
+}
+
+bool server_decode_guard::abort_callback(void * data) {
+    return static_cast<server_decode_guard *>(data)->abort.load(std::memory_order_relaxed);
+}
+
+#ifndef _WIN32
+// the watcher's pipe: [0] read by the watcher, [1] written by the signal handler
+static int g_signal_pipe[2] = {-1, -1};
+#endif
+static std::atomic<int>                 g_signal_count{0};
+static std::function<void(int)> *       g_signal_direct = nullptr; // platforms without the pipe
+static constexpr unsigned char          SIGNAL_STOP_WATCHER = 0xff;
+
+void server_signal_notify(int sig) {
+    if (g_signal_count.fetch_add(1) > 0) {
+        // in case shutting down hangs, a second Ctrl+C ends the process at once (as upstream)
+        static const char msg[] = "Received second interrupt, terminating immediately.\n";
+#ifndef _WIN32
+        ssize_t n = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        (void) n;
+#endif
+        _exit(1);
+    }
+#ifndef _WIN32
+    if (g_signal_pipe[1] >= 0) {
+        const unsigned char b = (unsigned char) (sig & 0x7f);
+        ssize_t n = write(g_signal_pipe[1], &b, 1);
+        (void) n;
+        return;
+    }
+#endif
+    if (g_signal_direct != nullptr) {
+        (*g_signal_direct)(sig); // Windows: the console handler already runs on a thread of its own
+    }
+}
+
+server_signal_watcher::server_signal_watcher(std::function<void(int)> on_signal) {
+#ifndef _WIN32
+    if (pipe(g_signal_pipe) == 0) {
+        fcntl(g_signal_pipe[1], F_SETFL, fcntl(g_signal_pipe[1], F_GETFL) | O_NONBLOCK);
+        fcntl(g_signal_pipe[0], F_SETFD, FD_CLOEXEC);
+        fcntl(g_signal_pipe[1], F_SETFD, FD_CLOEXEC);
+        const int fd = g_signal_pipe[0];
+        thread = std::thread([fd, on_signal = std::move(on_signal)]() {
+            while (true) {
+                unsigned char b = 0;
+                const ssize_t n = read(fd, &b, 1);
+                if (n < 0 && errno == EINTR) {
+                    continue;
+                }
+                if (n != 1 || b == SIGNAL_STOP_WATCHER) {
+                    return;
+                }
+                on_signal((int) b);
+            }
+        });
+        return;
+    }
+    LOG_WRN("%s: pipe() failed: signals are handled inside the signal handler\n", __func__);
+    g_signal_pipe[0] = g_signal_pipe[1] = -1;
+#endif
+    g_signal_direct = new std::function<void(int)>(std::move(on_signal));
+}
+
+server_signal_watcher::~server_signal_watcher() {
+#ifndef _WIN32
+    if (thread.joinable()) {
+        const unsigned char b = SIGNAL_STOP_WATCHER;
+        ssize_t n = 0;
+        do {
+            n = write(g_signal_pipe[1], &b, 1);
+        } while (n < 0 && errno == EINTR);
+        thread.join();
+        // a late signal finds no pipe and is ignored (a second one still exits)
+        const int w = g_signal_pipe[1];
+        g_signal_pipe[1] = -1;
+        close(w);
+        close(g_signal_pipe[0]);
+        g_signal_pipe[0] = -1;
+    }
+#endif
+}
+
+void server_xsched_timings_add(json & res, const server_xsched_times & t, const server_slot_stats & stats) {
+    if (t.received_us <= 0) {
+        return;
+    }
+    const std::pair<const char *, int64_t> moments[] = {
+        {"routed_ms",       t.routed_us},
+        {"slot_ms",         t.slot_us},
+        {"prompt_start_ms", stats.t_start},
+        {"first_token_ms",  stats.n_gen > 0 ? stats.t_prompt_last : 0},
+    };
+    json out = json::object();
+    for (const auto & [name, us] : moments) {
+        if (us > 0) {
+            out[name] = (double) std::max<int64_t>(0, us - t.received_us) / 1000.0;
+        }
+    }
+    res["xsched_timings"] = out;
+}
+
+server_log_errors::server_log_errors() {
+    llama_log_get(&prev_cb, &prev_data);
+    llama_log_set(&server_log_errors::callback, this);
+}
+
+server_log_errors::~server_log_errors() {
+    llama_log_set(prev_cb, prev_data);
+}
+
+std::string server_log_errors::first() const {
+    std::lock_guard<std::mutex> lock(mutex);
+    return first_error;
+}
+
+void server_log_errors::callback(ggml_log_level level, const char * text, void * data) {
+    auto * self = static_cast<server_log_errors *>(data);
+    {
+        std::lock_guard<std::mutex> lock(self->mutex);
+        // GGML_LOG_LEVEL_CONT continues the previous message
+        const bool error = level == GGML_LOG_LEVEL_ERROR || (level == GGML_LOG_LEVEL_CONT && self->in_error);
+        self->in_error = error;
+        if (error && self->first_error.empty() && text != nullptr) {
+            self->partial += text;
+            const size_t nl = self->partial.find('\n');
+            if (nl != std::string::npos) {
+                self->first_error = self->partial.substr(0, nl);
+                self->partial.clear();
+            }
+        }
+    }
+    if (self->prev_cb != nullptr) {
+        self->prev_cb(level, text, self->prev_data);
+    }
+}
+
+std::string server_instance_failure(const common_params & params, size_t id, int32_t priority, bool model_loaded,
+                                    const std::string & reason) {
+    std::string line = string_format("instance %zu (priority %d) failed to start: ", id, (int) priority);
+    const std::string because = reason.empty() ? "" : " (" + reason + ")";
+    if (!model_loaded) {
+        return line + "the model '" + params.model.path + "' could not be loaded" + because;
+    }
+    line += string_format("its context (-c %d, %d slot(s)) could not be created%s", (int) params.n_ctx,
+                          (int) params.n_parallel, because.c_str());
+    try {
+        common_params p = params;
+        llama_model_params   mparams = common_model_params_to_llama(p);
+        llama_context_params cparams = common_context_params_to_llama(p);
+        std::vector<ggml_backend_dev_t> devs;
+        uint32_t ngl = 0, n_ctx_train = 0, n_expert = 0;
+        const auto mem = common_get_device_memory_data(params.model.path.c_str(), &mparams, &cparams, devs, ngl,
+                                                       n_ctx_train, n_expert, GGML_LOG_LEVEL_ERROR);
+        std::string wants;
+        for (size_t i = 0; i < mem.size(); i++) {
+            const size_t bytes = mem[i].context + mem[i].compute;
+            if (bytes == 0) {
+                continue;
+            }
+            const std::string where = i < devs.size() ? ggml_backend_dev_name(devs[i]) : "host memory";
+            wants += string_format("%s%.0f MiB of %s (KV cache %.0f MiB, compute %.0f MiB)", wants.empty() ? "" : ", ",
+                                   bytes / 1048576.0, where.c_str(), mem[i].context / 1048576.0,
+                                   mem[i].compute / 1048576.0);
+        }
+        if (!wants.empty()) {
+            line += ": it needs " + wants + "; lower -c or the slots, or run fewer instances";
+        }
+    } catch (const std::exception & e) {
+        line += string_format("; its memory could not be measured (%s)", e.what());
+    }
+    return line;
+}
+
 #ifdef LLAMA_SERVER_XSCHED
 
 static const char * state_name(XQueueState s) {
@@ -247,6 +462,16 @@ static std::vector<XQueueInfo> snapshot_rows(XSchedSnapshotInfo & info) {
         }
         if (info.n_queues <= rows.size()) {
             rows.resize(written);
+            // a draft context has its target's queue names (one scheduling group): number the repeats
+            // ("inst0/cpu#2"), so that every queue has its own row name and Prometheus series
+            std::map<std::string, int> seen;
+            for (auto & r : rows) {
+                const int n = ++seen[r.name];
+                if (n > 1) {
+                    const std::string renamed = std::string(r.name) + "#" + std::to_string(n);
+                    snprintf(r.name, sizeof(r.name), "%s", renamed.c_str());
+                }
+            }
             return rows;
         }
         rows.resize(info.n_queues + 16);

@@ -12,9 +12,14 @@
 
 #include "common.h"
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 // the ranges of xsched/types.h (PRIORITY_MIN/MAX, WEIGHT_MIN/MAX)
@@ -82,5 +87,101 @@ bool server_xsched_admin_allowed(const server_http_req & req, const std::string 
 // one-line `err` when the server must not start.
 bool server_instances_prepare(common_params & params, std::string & err);
 
+// server_quote() returns `s` as a JSON string literal (quotes, escapes; invalid UTF-8 replaced), so that a value
+// quoted in an error message keeps the message on one line.
+std::string server_quote(const std::string & s);
+
 // server_header() returns the value of header `name` (case-insensitive), or "".
 std::string server_header(const server_http_req & req, const std::string & name);
+
+// server_decode_guard lets cancels stop a decode without releasing the scheduler's gate (issue 11, D3).
+// The instance's loop thread calls begin() with the task ids of every processing slot before a decode and
+// end() after it; the task queue's yield worker calls cancel() for each CANCEL task that arrives meanwhile
+// (the CANCEL itself is still answered after the decode). Once every task of the decode is cancelled,
+// abort_callback (installed with llama_set_abort_callback) returns true, so the decode stops at its next
+// graph node as soon as the scheduler lets it run, rather than computing its remaining ubatches for
+// clients that are gone. No gate is released: a parked decode stays parked next to a more important
+// instance. Thread-safe.
+class server_decode_guard {
+public:
+    // begin() starts a decode that serves the tasks `task_ids`.
+    void begin(const std::vector<int> & task_ids);
+    // cancel() records that the client of `task_id` is gone; returns true when that cancels the whole decode.
+    bool cancel(int task_id);
+    // end() ends the decode; returns true when it was cancelled as a whole (the abort was requested).
+    bool end();
+    // abort_callback() is the ggml abort callback of the instance's context (`data` = the guard).
+    static bool abort_callback(void * data);
+
+private:
+    std::mutex        mutex;
+    std::set<int>     running;
+    std::set<int>     cancelled;
+    std::atomic<bool> abort{false};
+};
+
+// server_signal_notify() is all that the SIGINT/SIGTERM handler does (async-signal-safe): the first signal
+// wakes the server_signal_watcher, a second one exits at once with status 1 (upstream's "Ctrl+C twice").
+void server_signal_notify(int sig);
+
+// server_signal_watcher runs `on_signal` on its own thread for the first signal that server_signal_notify()
+// reports (issue 11, D4). Shutting down takes the task queues', the scheduler's and ggml's locks; run inside
+// the handler it would hang when the signal interrupted a thread holding one of them (instance 0's loop
+// thread, which usually receives the signal, takes them at every gate). One per process; the destructor
+// stops and joins the thread.
+class server_signal_watcher {
+public:
+    explicit server_signal_watcher(std::function<void(int)> on_signal);
+    ~server_signal_watcher();
+    server_signal_watcher(const server_signal_watcher &) = delete;
+    server_signal_watcher & operator=(const server_signal_watcher &) = delete;
+
+private:
+    std::thread thread;
+};
+
+// server_xsched_times are the moments of one completion request known before it has a slot (issue 12), in
+// ggml_time_us() microseconds; 0 = unknown.
+struct server_xsched_times {
+    int64_t received_us = 0; // the HTTP handler received the request
+    int64_t routed_us   = 0; // the request was routed to an instance
+    int64_t slot_us     = 0; // its task was given a slot
+};
+
+// server_xsched_timings_add() adds to a final completion result `res` the object
+// "xsched_timings": {"routed_ms", "slot_ms", "prompt_start_ms", "first_token_ms"}: milliseconds since
+// `t.received_us` at which the request was routed, got its slot, started prompt processing
+// (stats.t_start) and sampled its first token (stats.t_prompt_last once a token was generated); a moment
+// not reached is left out, and nothing is added when the arrival is unknown.
+void server_xsched_timings_add(json & res, const server_xsched_times & t, const server_slot_stats & stats);
+
+// server_log_errors records the error messages that libllama and ggml log while it exists (why a model or a
+// context could not be created), passing every message on to the logger installed before; the destructor
+// puts that logger back. Thread-safe.
+class server_log_errors {
+public:
+    server_log_errors();
+    ~server_log_errors();
+    server_log_errors(const server_log_errors &) = delete;
+    server_log_errors & operator=(const server_log_errors &) = delete;
+
+    // first() returns the first error message recorded (one line, without its newline), or "".
+    std::string first() const;
+
+private:
+    static void callback(ggml_log_level level, const char * text, void * data);
+
+    ggml_log_callback  prev_cb   = nullptr;
+    void *             prev_data = nullptr;
+    mutable std::mutex mutex;
+    std::string        first_error;
+    std::string        partial; // an error message that arrives in pieces
+    bool               in_error = false;
+};
+
+// server_instance_failure() returns the one-line reason why instance `id` (of `priority`) could not be started
+// with `params` (its own copy: -c, slots, devices), for the log line that precedes the exit: the first error
+// that was logged (`reason`, may be empty) and, when its model is loaded (`model_loaded`), the memory its
+// context asks for per device (KV cache and compute buffers, measured without allocating).
+std::string server_instance_failure(const common_params & params, size_t id, int32_t priority, bool model_loaded,
+                                    const std::string & reason);
