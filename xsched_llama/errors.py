@@ -55,3 +55,9 @@ class ServerError(XschedLlamaError):
     """llama-server did not start, exited early or did not become healthy."""
 
     exit_code = 9
+
+
+class SchedulerError(XschedLlamaError):
+    """The global scheduler (xschedd) is not running at the socket, or is not ours."""
+
+    exit_code = 10
