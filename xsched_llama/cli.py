@@ -216,31 +216,80 @@ def patches_export(directory: str, patches_dir: str | None, as_json: bool) -> No
               help="One server instance: priority, weight, slots (repeatable), e.g. high:10:1:2.")
 @click.option("--instances", metavar="P:W:NP,...", help="All instances in llama-server's own form.")
 @click.option("--policy", type=click.Choice(["hpf", "wrr", "none"], case_sensitive=False),
-              help="XSched policy (passed as --xsched-policy).")
+              help="XSched policy (passed as --xsched-policy; the local one when joined to a global scheduler).")
+@click.option("--xsched-scheduler", "xsched_scheduler", metavar="PATH",
+              help="Join the global scheduler (`xsched-llama scheduler`) at this socket [sets XSCHED_SCHEDULER].")
 @_with(_build_opts)
 @click.argument("server_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- LLAMA-SERVER ARGS]")
 @click.pass_context
 def serve(ctx: click.Context, model_spec: str | None, host: str, port: int, instance: tuple[str, ...],
-          instances: str | None, policy: str | None, server_args: tuple[str, ...], **kw: Any) -> None:
+          instances: str | None, policy: str | None, xsched_scheduler: str | None, server_args: tuple[str, ...],
+          **kw: Any) -> None:
     """Serve a model with the patched llama-server (fetches and builds on first use). Ctrl-C stops it."""
     from . import build as build_mod
     from . import models, server, ui
+    from . import scheduler as sched_mod
     cache = _cache(ctx)
     opts = _build_options(**kw)
     sched = server.scheduling_args(instance, instances, policy)
-    if sched and opts.vanilla:
-        raise UsageError("--instance/--instances/--policy need the patched server (drop --vanilla)")
+    if (sched or xsched_scheduler) and opts.vanilla:
+        raise UsageError("--instance/--instances/--policy/--xsched-scheduler need the patched server (drop --vanilla)")
+    env = None
+    if xsched_scheduler:
+        sock = sched_mod.socket_path(xsched_scheduler)
+        env = {sched_mod.SOCKET_ENV: str(sock)}
+        ui.info(f"joining the global scheduler at {sock} ({sched_mod.SOCKET_ENV}); without it the server "
+                "schedules locally")
     binary = build_mod.build(opts, cache=cache)["binaries"]["llama-server"]
     model_path = models.resolve(model_spec, cache=cache)
     if "synth-" in model_path.name:
         ui.warn(f"{model_path.name} is a SYNTHETIC model: its text is gibberish")
     log = cache / "logs" / "serve.log"
     srv = server.ServerProcess(binary, ["-m", str(model_path), *sched, *server_args], host=host, port=port,
-                               log_path=log, stream=True, startup_timeout=600, die_with_parent=True)
+                               log_path=log, stream=True, startup_timeout=600, die_with_parent=True, env=env)
     ui.info("+ " + " ".join(srv.command()))
     rc = server.run_foreground(srv, on_ready=lambda s: ui.info(f"serving {model_path.name} at {s.url} "
                                                                 "(Ctrl-C stops)"))
     sys.exit(rc)
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--socket", "sock", metavar="PATH",
+              help="Socket to listen at [default: $XDG_RUNTIME_DIR/xsched-llama/xschedd.sock, else /tmp/xsched-llama-UID/].")
+@click.option("--policy", default="hpf", show_default=True, type=click.Choice(["hpf", "wrr", "none"], case_sensitive=False))
+@click.option("--timeslice-us", default=5000, show_default=True, type=click.IntRange(100, 10_000_000),
+              help="WRR quantum.")
+@click.option("--group", metavar="NAME", help="Also let members of this group join (socket mode 0660).")
+@click.option("--max-processes", default=64, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--verbose", is_flag=True, help="Log every suspension and resumption.")
+@click.pass_context
+def scheduler(ctx: click.Context, sock: str | None, policy: str, timeslice_us: int, group: str | None,
+              max_processes: int, verbose: bool) -> None:
+    """Run the global scheduler (xschedd) in the foreground: one policy over every joined server's queues.
+
+    Servers join with `xsched-llama serve --xsched-scheduler PATH` (XSCHED_SCHEDULER=PATH). Ctrl-C or SIGTERM stops
+    it; the servers then schedule locally and join again when it is back. `status` asks a running one.
+    """
+    from . import scheduler as sched_mod
+    ctx.obj["socket"] = sock
+    if ctx.invoked_subcommand is not None:
+        return
+    sched_mod.run_foreground(sched_mod.socket_path(sock), policy=policy, timeslice_us=timeslice_us, group=group,
+                             max_processes=max_processes, verbose=verbose)
+
+
+@scheduler.command("status")
+@click.option("--socket", "sock", metavar="PATH", help="The daemon's socket [default: as `scheduler`].")
+@click.option("--json", "as_json", is_flag=True, help="Print the daemon's status as JSON.")
+@click.pass_context
+def scheduler_status(ctx: click.Context, sock: str | None, as_json: bool) -> None:
+    """Print every joined process and queue: priority, state, suspended time."""
+    from . import scheduler as sched_mod
+    data = sched_mod.status(sched_mod.socket_path(sock or ctx.obj.get("socket")))
+    if as_json:
+        _emit(data, True)
+    else:
+        click.echo(sched_mod.format_status(data))
 
 
 from .bench.cli import bench as _bench  # noqa: E402  (the bench package imports nothing from this module)

@@ -61,3 +61,9 @@ class AuthError(XschedLlamaError):
     """The Hugging Face hub refused access: a gated or private repository without a usable token, a refused token."""
 
     exit_code = 11
+
+
+class SchedulerError(XschedLlamaError):
+    """The global scheduler (xschedd) is not running at the socket, or is not ours."""
+
+    exit_code = 12

@@ -75,7 +75,31 @@ bool LoadConfig(Config *out, std::string *error) {
             return false;
         }
     }
+    if (const char *v = Get("XSCHED_SCHEDULER")) {
+        std::string why;
+        if (!CheckSchedulerPath(v, &why)) {
+            *error = std::string("XSCHED_SCHEDULER=") + v + ": " + why;
+            return false;
+        }
+        c.scheduler_path = v;
+    }
     *out = c;
+    return true;
+}
+
+bool CheckSchedulerPath(const std::string &path, std::string *error) {
+    if (path.empty() || path[0] != '/') {
+        *error = "expected the absolute path of an xschedd socket (e.g. $XDG_RUNTIME_DIR/xsched-llama/xschedd.sock)";
+        return false;
+    }
+    if (path.size() > 107) {  // sizeof(sockaddr_un::sun_path) - 1
+        *error = "the socket path is longer than 107 bytes";
+        return false;
+    }
+    if (path.find_first_of("\n\r") != std::string::npos) {
+        *error = "the socket path contains a line break";
+        return false;
+    }
     return true;
 }
 

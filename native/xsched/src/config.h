@@ -27,7 +27,13 @@ struct Config {
     int64_t batch_size = 8;
     // cuda_sync is how CUDA marker waits wait (XSCHED_CUDA_SYNC=POLL|BLOCK).
     CudaSyncMode cuda_sync = CudaSyncMode::kPoll;
+    // scheduler_path is the socket of the global scheduler to join (XSCHED_SCHEDULER; "" = local only).
+    std::string scheduler_path;
 };
+
+// CheckSchedulerPath() says whether path can name an xschedd socket (absolute, fits sockaddr_un); on
+// false it writes the reason (without the variable's name) to *error.
+bool CheckSchedulerPath(const std::string &path, std::string *error);
 
 // kTimesliceMinUs is the smallest accepted WRR quantum.
 constexpr int64_t kTimesliceMinUs = 100;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "global_shm.h"
 #include "scheduler.h"
 
 namespace xsched {
@@ -76,6 +77,13 @@ XResult XQueue::GateLocked(Lock &l, bool force) {
                     continue;
                 }
                 l.Wait(cv_);
+                continue;
+            }
+            if (gslot_ != nullptr && GlobalSuspendedLocked()) {
+                if (!blocked) t0 = Clock::now();
+                blocked = true;
+                r = WaitGlobalLocked(l);
+                if (r != kXSchedSuccess) break;
                 continue;
             }
         }
@@ -205,6 +213,7 @@ void XQueue::SetAbort(bool abort) {
         wake_.store(aborted_ || destroyed_);
         UpdateDrainCancel();
         cv_.notify_all();
+        if (gslot_ != nullptr) global::Bump(&gslot_->wake_seq);
     }
     hwq_->WakeWaiters();
 }
@@ -309,13 +318,19 @@ void XQueue::FillInfo(XQueueInfo *row) {
     row->priority = priority_;
     row->weight = weight_;
     row->state = state_;
-    row->suspended = Blocked() ? 1 : 0;
+    row->suspended = (Blocked() || (gslot_ != nullptr && GlobalSuspendedLocked())) ? 1 : 0;
     row->active_scopes = scopes_;
     row->threshold = threshold_;
     row->batch_size = batch_;
     row->in_flight = static_cast<int64_t>(launched_ - completed_);
     row->units_launched = launched_;
     row->suspended_us = suspended_us_ + (Blocked() ? MicrosSince(suspended_since_) : 0);
+    if (gslot_ != nullptr) {  // the global scheduler's suspensions, as the daemon accounts them
+        const uint64_t at = gslot_->suspended_at_ns.load(std::memory_order_relaxed);
+        const uint64_t now = global::NowNs();
+        row->suspended_us += gslot_->suspended_ns.load(std::memory_order_relaxed) / 1000 +
+                             (GlobalSuspendedLocked() && now > at ? (now - at) / 1000 : 0);
+    }
     row->gate_blocked_us = gate_blocked_us_;
     row->group = group_;
     row->preempt = preempt_;
@@ -393,6 +408,7 @@ void XQueue::MarkDestroyed() {
         worker_stop_ = true;
         cv_.notify_all();
         worker_cv_.notify_all();
+        if (gslot_ != nullptr) global::Bump(&gslot_->wake_seq);
     }
     hwq_->WakeWaiters();
 }
@@ -401,6 +417,58 @@ void XQueue::Shutdown() {
     MarkDestroyed();
     if (worker_.joinable()) worker_.join();  // never the worker itself: XQueueDestroy refuses that
     hwq_->Synchronize();
+}
+
+bool XQueue::GlobalSuspendedLocked() const {
+    return gslot_->suspend.load(std::memory_order_acquire) != 0;
+}
+
+XResult XQueue::WaitGlobalLocked(Lock &l) {
+    global::Slot *s = gslot_;
+    const uint32_t seq = s->wake_seq.load(std::memory_order_acquire);
+    const uint32_t epoch = s->suspend_epoch.load(std::memory_order_acquire);
+    if (epoch != gepoch_) {
+        // a new suspension by the daemon (written before the more important queue's gate returned):
+        // a preemption when units are in flight, starting at the daemon's clock (CLOCK_MONOTONIC)
+        gepoch_ = epoch;
+        if (launched_ > completed_ && !drain_pending_ && !destroyed_) {
+            preempt_.count++;
+            drain_pending_ = true;
+            drain_target_ = launched_;
+            drain_since_ = Clock::time_point(std::chrono::duration_cast<Clock::duration>(
+                std::chrono::nanoseconds(s->suspended_at_ns.load(std::memory_order_relaxed))));
+            UpdateDrainCancel();
+        }
+    }
+    if (s->suspend.load(std::memory_order_acquire) == 0) return kXSchedSuccess;  // resumed meanwhile
+    if (drain_pending_) return WaitDrainLocked(l);  // ends with the in-flight units, an abort or a destroy
+    l.Unlock();
+    global::FutexWait(&s->wake_seq, seq, 100);
+    l.Relock();
+    return kXSchedSuccess;
+}
+
+void XQueue::AttachGlobal(global::Slot *slot) {
+    Lock l(mu_);
+    global::Slot *old = gslot_;
+    gslot_ = slot;
+    gepoch_ = slot != nullptr ? slot->suspend_epoch.load(std::memory_order_acquire) : 0;
+    cv_.notify_all();
+    if (old != nullptr) global::Bump(&old->wake_seq);  // a gate waiting on the old slot looks again
+}
+
+void XQueue::PublishGlobal() {
+    Lock l(mu_);
+    global::Slot *s = gslot_;
+    if (s == nullptr) return;
+    s->priority.store(priority_, std::memory_order_relaxed);
+    s->weight.store(weight_, std::memory_order_relaxed);
+    s->group.store(group_, std::memory_order_relaxed);
+    s->state.store(state_, std::memory_order_relaxed);
+    s->units.store(launched_, std::memory_order_relaxed);
+    s->in_flight.store(static_cast<int64_t>(launched_ - completed_), std::memory_order_relaxed);
+    global::SetName(s, name_.c_str());
+    s->ready.store(state_ == kQueueStateReady || scopes_ > 0 ? 1 : 0, std::memory_order_release);
 }
 
 }  // namespace xsched

@@ -19,6 +19,9 @@
 namespace xsched {
 
 class Scheduler;
+namespace global {
+struct Slot;
+}  // namespace global
 
 // Clock is the monotonic clock used for every duration in the core.
 using Clock = std::chrono::steady_clock;
@@ -99,6 +102,11 @@ public:
     View GetView();
     // FillInfo() fills one snapshot row.
     void FillInfo(XQueueInfo *row);
+    // AttachGlobal() makes the gate obey a global scheduler's slot too (null: local scheduling only) and
+    // wakes blocked gates so that they look again.
+    void AttachGlobal(global::Slot *slot);
+    // PublishGlobal() writes the queue's view and counters into its slot (nothing when not attached).
+    void PublishGlobal();
 
 private:
     // GateLocked() is Gate() after the Ready edge; `force` ignores suspension and abort (worker drain).
@@ -119,6 +127,11 @@ private:
     void UpdateDrainCancel() XSCHED_REQUIRES(mu_) { drain_cancel_.store(!drain_pending_ || aborted_ || destroyed_); }
     // WorkerLoop() is the launch worker.
     void WorkerLoop();
+    // GlobalSuspendedLocked() says whether the global scheduler holds the queue back.
+    bool GlobalSuspendedLocked() const XSCHED_REQUIRES(mu_);
+    // WaitGlobalLocked() waits, mu_ released, until the global slot changes or a waker bumps it (at most
+    // 100 ms); a new suspension with units in flight starts a preemption record, and its drain is waited for.
+    XResult WaitGlobalLocked(Lock &l) XSCHED_REQUIRES(mu_);
 
     struct PendingMarker {
         uint64_t pos;                    // units launched before the marker
@@ -158,6 +171,8 @@ private:
     Clock::time_point drain_since_ XSCHED_GUARDED_BY(mu_);       // the suspension
     std::atomic<bool> drain_cancel_{true};                       // ends a drain wait (see UpdateDrainCancel)
     XPreemptStats preempt_ XSCHED_GUARDED_BY(mu_) = {};          // the record
+    global::Slot *gslot_ XSCHED_GUARDED_BY(mu_) = nullptr;       // the global scheduler's slot (null: local)
+    uint32_t gepoch_ XSCHED_GUARDED_BY(mu_) = 0;                 // the slot's suspension seen last
 
     // Launch worker state (asynchronous submit).
     std::condition_variable worker_cv_;  // worker waits here for commands

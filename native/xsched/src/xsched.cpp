@@ -5,6 +5,7 @@
 
 #include "command.h"
 #include "config.h"
+#include "global_client.h"
 #include "hw_queue.h"
 #include "policy.h"
 #include "registry.h"
@@ -67,6 +68,7 @@ XResult GetScheduler(Scheduler **out, Config *cfg_out) {
     Scheduler::Config sc;
     sc.policy = cfg.policy;
     sc.timeslice_us = cfg.timeslice_us;
+    sc.global_path = cfg.scheduler_path;
     *out = &Scheduler::Get(sc);
     if (cfg_out) *cfg_out = cfg;
     return kXSchedSuccess;
@@ -322,11 +324,66 @@ XResult XHintTimeslice(int64_t timeslice_us) {
 }
 
 XResult XHintSetScheduler(XSchedulerType type, XPolicyType policy) {
-    if (type == kSchedulerLocal && !CreatePolicy(policy)) return kXSchedErrorInvalidValue;
+    if ((type == kSchedulerLocal || type == kSchedulerGlobal) && !CreatePolicy(policy)) return kXSchedErrorInvalidValue;
+    Scheduler *s = nullptr;
+    Config cfg;
+    XResult r = GetScheduler(&s, &cfg);
+    if (r != kXSchedSuccess) return r;
+    if (type == kSchedulerGlobal) {  // join the daemon of XSCHED_SCHEDULER / XHintSetGlobalScheduler
+        std::string path = s->GlobalPath();
+        if (path.empty()) path = cfg.scheduler_path;
+        if (path.empty()) return kXSchedErrorNotAllowed;
+        r = s->SetScheduler(kSchedulerLocal, policy);  // the policy while the daemon is not reachable
+        if (r == kXSchedSuccess) s->SetGlobal(path);
+        return r;
+    }
+    if (type == kSchedulerAppManaged) s->SetGlobal("");  // the program suspends and resumes alone
+    return s->SetScheduler(type, policy);
+}
+
+XResult XHintSetGlobalScheduler(const char *socket_path) {
+    std::string path = socket_path != nullptr ? socket_path : "";
+    std::string why;
+    if (!path.empty() && !CheckSchedulerPath(path, &why)) {
+        std::fprintf(stderr, "xsched: XHintSetGlobalScheduler(%s): %s\n", path.c_str(), why.c_str());
+        return kXSchedErrorInvalidValue;
+    }
     Scheduler *s = nullptr;
     XResult r = GetScheduler(&s, nullptr);
     if (r != kXSchedSuccess) return r;
-    return s->SetScheduler(type, policy);
+    s->SetGlobal(path);
+    return kXSchedSuccess;
+}
+
+XResult XSchedGlobalMaxPriority(int32_t *priority) {
+    if (priority == nullptr) return kXSchedErrorInvalidValue;
+    Scheduler *s = Scheduler::Existing();
+    return s != nullptr && s->GlobalMaxPriority(priority) ? kXSchedSuccess : kXSchedErrorNotFound;
+}
+
+XResult XSchedGlobalStatus(char *buf, size_t len, size_t *needed) {
+    if (needed == nullptr || (buf == nullptr && len > 0)) return kXSchedErrorInvalidValue;
+    Scheduler *s = Scheduler::Existing();
+    std::string path = s != nullptr ? s->GlobalPath() : std::string();
+    if (path.empty()) {
+        Config cfg;
+        std::string err;
+        if (LoadConfig(&cfg, &err)) path = cfg.scheduler_path;
+    }
+    if (path.empty()) return kXSchedErrorNotAllowed;
+    std::string json, why;
+    if (!FetchGlobalStatus(path, &json, &why)) {
+        std::snprintf(buf != nullptr ? buf : nullptr, len, "%s", why.c_str());
+        *needed = why.size() + 1;
+        return kXSchedErrorNotFound;
+    }
+    *needed = json.size() + 1;
+    if (len < json.size() + 1) {
+        if (len > 0) buf[0] = '\0';
+        return kXSchedErrorInvalidValue;
+    }
+    std::memcpy(buf, json.c_str(), json.size() + 1);
+    return kXSchedSuccess;
 }
 
 XResult XSchedCheckEnv(char *msg, size_t msg_len) {

@@ -89,7 +89,12 @@ TEST(OutOfRangeValues) {
     CHECK(std::strlen(row.name) == 63);
     CHECK_EQ_RES(XHintSetScheduler(kSchedulerLocal, kPolicyUnknown), kXSchedErrorInvalidValue);
     CHECK_EQ_RES(XHintSetScheduler(kSchedulerLocal, static_cast<XPolicyType>(77)), kXSchedErrorInvalidValue);
-    CHECK_EQ_RES(XHintSetScheduler(kSchedulerGlobal, kPolicyHighestPriorityFirst), kXSchedErrorNotSupported);
+    // no global scheduler configured (XSCHED_SCHEDULER unset, no XHintSetGlobalScheduler)
+    CHECK_EQ_RES(XHintSetScheduler(kSchedulerGlobal, kPolicyHighestPriorityFirst), kXSchedErrorNotAllowed);
+    CHECK_EQ_RES(XHintSetGlobalScheduler("relative/xschedd.sock"), kXSchedErrorInvalidValue);
+    int32_t top = 0;
+    CHECK_EQ_RES(XSchedGlobalMaxPriority(&top), kXSchedErrorNotFound);
+    CHECK_EQ_RES(XSchedGlobalMaxPriority(nullptr), kXSchedErrorInvalidValue);
     CHECK_EQ_RES(XHintSetScheduler(static_cast<XSchedulerType>(9), kPolicyHighestPriorityFirst),
                  kXSchedErrorInvalidValue);
     XSchedSnapshotInfo info;
@@ -153,6 +158,8 @@ TEST(EnvironmentValidation) {
     CheckEnvCase("XSCHED_BATCH", "32", false);  // > default threshold 16
     CheckEnvCase("XSCHED_CUDA_SYNC", "spin", false);
     CheckEnvCase("XSCHED_CUDA_SYNC", "block", true);
+    CheckEnvCase("XSCHED_SCHEDULER", "xschedd.sock", false);  // not absolute
+    CheckEnvCase("XSCHED_SCHEDULER", ("/" + std::string(120, 'x')).c_str(), false);  // longer than sun_path
     // Launch config of new queues comes from the environment.
     setenv("XSCHED_THRESHOLD", "6", 1);
     {

@@ -25,11 +25,34 @@ XSCHED_API XResult XHintGroup(XQueueHandle xq, uint64_t group);
  * queue's turn lasts quantum x weight. */
 XSCHED_API XResult XHintTimeslice(int64_t timeslice_us);
 /* XHintSetScheduler() switches the process's scheduler at run time:
- * kSchedulerLocal with a policy, or kSchedulerAppManaged (policy ignored). */
+ * kSchedulerLocal with a policy, kSchedulerAppManaged (policy ignored; also
+ * leaves a global scheduler), or kSchedulerGlobal: join the global scheduler
+ * daemon (xschedd) whose socket XSCHED_SCHEDULER or XHintSetGlobalScheduler
+ * named (NotAllowed if none), with `policy` as the local policy. While the
+ * process is joined, kSchedulerLocal only replaces that local policy, which
+ * is in force whenever the daemon is not reachable. */
 XSCHED_API XResult XHintSetScheduler(XSchedulerType type, XPolicyType policy);
+/* XHintSetGlobalScheduler() makes the process join the global scheduler
+ * listening at the absolute path `socket_path` whenever it has queues (NULL
+ * or "" leaves it). Joining never fails the process: while the daemon is
+ * absent, refuses it or stops answering (no heartbeat for 1 s), the process
+ * schedules locally (one line on stderr) and retries in the background.
+ * XSchedSnapshot's `scheduler` is kSchedulerGlobal while joined.
+ * InvalidValue for a path that cannot name a socket. */
+XSCHED_API XResult XHintSetGlobalScheduler(const char *socket_path);
+/* XSchedGlobalMaxPriority() sets *priority to the highest priority of a
+ * queue of another process joined to the same daemon; NotFound when there is
+ * none or the process is not joined. XSchedGeneration() changes with it. */
+XSCHED_API XResult XSchedGlobalMaxPriority(int32_t *priority);
+/* XSchedGlobalStatus() copies the daemon's status (JSON: every process and
+ * queue) into buf (NUL-terminated) and sets *needed to its size + 1;
+ * InvalidValue (buf left empty) when len is too small, NotFound with a
+ * one-line reason in buf when the daemon cannot be asked, NotAllowed when no
+ * global scheduler is configured. A round trip on the daemon's socket. */
+XSCHED_API XResult XSchedGlobalStatus(char *buf, size_t len, size_t *needed);
 
 /* XSchedCheckEnv() validates XSCHED_POLICY, XSCHED_TIMESLICE_US,
- * XSCHED_THRESHOLD and XSCHED_BATCH. On error it writes a one-line message
+ * XSCHED_THRESHOLD, XSCHED_BATCH, XSCHED_CUDA_SYNC and XSCHED_SCHEDULER. On error it writes a one-line message
  * naming the variable and the allowed values into msg (if msg_len > 0) and
  * returns InvalidValue. Queues created while the environment is invalid fail
  * with InvalidValue too: a bad value is never replaced by a default. */

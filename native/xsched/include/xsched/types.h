@@ -69,7 +69,7 @@ typedef enum {
     kSchedulerUnknown = 0,
     kSchedulerAppManaged = 1, /* no scheduler thread: the program suspends/resumes */
     kSchedulerLocal = 2,      /* in-process scheduler thread */
-    kSchedulerGlobal = 3,     /* not supported */
+    kSchedulerGlobal = 3,     /* the process is joined to the global scheduler daemon (xschedd) */
 } XSchedulerType;
 
 typedef enum {
