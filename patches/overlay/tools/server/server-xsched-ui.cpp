@@ -97,3 +97,20 @@ tick(); setInterval(tick, 1000);
 </html>
 )HTML";
 }
+
+const char * server_xsched_no_ui_html() {
+    return R"HTML(<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>llama-server (xsched-llama)</title>
+<style>body{font:15px/1.5 system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem}code{background:#eee;padding:0 .2em}</style>
+</head><body>
+<h1>llama-server (xsched-llama)</h1>
+<p>The server runs, but this build has no chat web UI: llama.cpp downloads it at build time from huggingface.co,
+and the build machine could not reach it.</p>
+<p>To add it, rebuild where huggingface.co is reachable (<code>xsched-llama build</code>), or unpack the pre-built UI of a
+llama.cpp release into <code>tools/ui/dist</code> of the source tree and rebuild.</p>
+<p>The API works as usual: <code>POST /completion</code>, <code>POST /v1/chat/completions</code> (with a
+<code>"priority"</code> field), <code>GET /health</code>, <code>GET /xsched</code>, and the scheduler's live view at
+<a href="/xsched/ui">/xsched/ui</a>.</p>
+</body></html>
+)HTML";
+}

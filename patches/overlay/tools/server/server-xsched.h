@@ -185,3 +185,8 @@ private:
 // context asks for per device (KV cache and compute buffers, measured without allocating).
 std::string server_instance_failure(const common_params & params, size_t id, int32_t priority, bool model_loaded,
                                     const std::string & reason);
+
+// server_xsched_ui_html() is the live view served at GET /xsched/ui (server-xsched-ui.cpp)
+const char * server_xsched_ui_html();
+// server_xsched_no_ui_html() is the page GET / serves when the build has no web UI assets (server-xsched-ui.cpp)
+const char * server_xsched_no_ui_html();

@@ -17,6 +17,7 @@
 #include "ggml-impl.h"
 #include "ggml-xqueue-plan.h"
 
+#include <algorithm>
 #include <cstring>
 #include <unordered_map>
 #include <vector>
@@ -89,6 +90,29 @@ struct ggml_cuda_xqueue_plan_key_hash {
     }
 };
 
+// ggml_cuda_xqueue_token_class() buckets a graph's token count (decode, small batches, prefill ubatches by
+// powers of two), so that decode and prefill keep separate corrections of the cost model.
+constexpr int ggml_cuda_xqueue_token_classes = 12;
+static int ggml_cuda_xqueue_token_class(int64_t ne1) {
+    int c = 0;
+    while (c + 1 < ggml_cuda_xqueue_token_classes && (int64_t(1) << c) < ne1) {
+        ++c;
+    }
+    return c;
+}
+
+// ggml_cuda_xqueue_correction() is the median of a class's recent measured/estimated ratios; before any
+// measurement 4 (the model underestimates launch-bound and small-GEMM work; too many segments for the first
+// computes cost a little speed, too few cost preemption latency).
+static double ggml_cuda_xqueue_correction(const std::vector<double> & ratios) {
+    if (ratios.empty()) {
+        return 4.0;
+    }
+    std::vector<double> v = ratios;
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    return std::max(0.25, v[v.size() / 2]);
+}
+
 // ggml_cuda_xqueue_plan is the segmentation of one graph shape.
 struct ggml_cuda_xqueue_plan {
     ggml_xqueue_tuner tuner;          // the segment count, corrected from measurements
@@ -97,12 +121,17 @@ struct ggml_cuda_xqueue_plan {
     int               planned_n_seg = 0;
     uint32_t          version  = 0;   // counts re-plans (part of the segments' graph uids)
     uint32_t          computes = 0;   // graph computes since the last re-plan
+    double            estimate_us = 0.0; // the cost model's total for the graph
+    int               token_class = 0;
 };
 
 // ggml_cuda_xqueue_segments holds a context's plans and its timing events (compute thread only).
 struct ggml_cuda_xqueue_segments {
     std::unordered_map<ggml_cuda_xqueue_plan_key, ggml_cuda_xqueue_plan, ggml_cuda_xqueue_plan_key_hash> plans;
     std::vector<cudaEvent_t> events; // events[k] before segment k, events[n] after the last one
+    // measured / estimated GPU time of whole computes, per token-count class (ggml_cuda_xqueue_token_class):
+    // the first plan of a new graph shape starts from it (the cost model is far off for small prefill GEMMs)
+    std::vector<double> ratios[ggml_cuda_xqueue_token_classes];
     // the measured compute whose events are not read yet
     ggml_cuda_xqueue_plan * pending = nullptr;
     uint32_t pending_version = 0;
@@ -138,6 +167,14 @@ static void ggml_cuda_xqueue_collect(ggml_backend_cuda_context & ctx, ggml_cuda_
     }
     if (!sg.pending_valid || plan->version != sg.pending_version) {
         return;
+    }
+    float total_ms = 0.0f;
+    if (plan->estimate_us > 0.0 && cudaEventElapsedTime(&total_ms, sg.events[0], sg.events[sg.pending_n]) == cudaSuccess) {
+        std::vector<double> & r = sg.ratios[plan->token_class];
+        if (r.size() >= 9) {
+            r.erase(r.begin());
+        }
+        r.push_back(1000.0 * total_ms / plan->estimate_us);
     }
     double longest_us = 0.0;
     double splittable_us = 0.0;
@@ -186,13 +223,16 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
     const double budget = (double) ggml_xqueue_get_knobs().segment_us;
     if (plan.planned_n_seg != plan.tuner.n_seg || plan.planned_n_seg == 0) {
         const std::vector<double> cost = ggml_xqueue_costs(cgraph);
+        double total = 0.0;
+        for (double c : cost) {
+            total += c;
+        }
+        plan.estimate_us = total;
         if (plan.planned_n_seg == 0) {
-            double total = 0.0;
-            for (double c : cost) {
-                total += c;
-            }
+            plan.token_class = ggml_cuda_xqueue_token_class(key.ne1);
+            const double corrected = total * ggml_cuda_xqueue_correction(sg.ratios[plan.token_class]);
             plan.tuner.max_seg = std::max(1, ggml_xqueue_compute_nodes(cost));
-            plan.tuner.n_seg   = std::min(plan.tuner.max_seg, ggml_xqueue_initial_segments(total, budget));
+            plan.tuner.n_seg   = std::min(plan.tuner.max_seg, ggml_xqueue_initial_segments(corrected, budget));
         }
         plan.starts        = ggml_xqueue_cuts(cgraph, cost, plan.tuner.n_seg);
         plan.splittable    = ggml_xqueue_splittable(cost, plan.starts);
@@ -321,8 +361,15 @@ static bool ggml_cuda_xqueue_preemptible_now(ggml_cuda_xqueue_state & s) {
     if (n < info.n_queues) {
         return true;
     }
-    if (info.scheduler != kSchedulerLocal) {
-        return true;
+    if (info.scheduler == kSchedulerGlobal) {
+        // joined to xschedd: a more important queue of another process makes this context preemptible; the
+        // queues of this process are checked below as under the local scheduler
+        int32_t others = 0;
+        if (XSchedGlobalMaxPriority(&others) == kXSchedSuccess && others > s.group.get_priority()) {
+            return true;
+        }
+    } else if (info.scheduler != kSchedulerLocal) {
+        return true; // app-managed: the program may suspend any queue at any time
     }
     if (info.policy == kPolicyNone) {
         return false;
