@@ -96,6 +96,10 @@ def checkout(dest: Path, ps: patches_mod.PatchSet, pristine: Path, commit: str) 
             "overlay_files": len(ps.overlay)}
 
 
+def _strings(v: object) -> list[str]:
+    return [str(x) for x in v] if isinstance(v, list) else []
+
+
 def read_meta(repo: Path) -> dict[str, object]:
     meta = repo / ".git" / META
     if not meta.is_file():
@@ -145,8 +149,8 @@ def export(repo: Path, patches_dir: Path) -> dict[str, object]:
         _git(repo, "format-patch", "-q", "--zero-commit", "--no-numbered", "--no-signature", "--stat=80",
              "-o", str(raw), f"{base}..HEAD", "--", ".", *excludes)
         generated = sorted(raw.glob("*.patch")) if raw.is_dir() else []
-        old_names = [str(n) for n in meta.get("series", [])]  # type: ignore[union-attr]
-        old_subjects = [str(s) for s in meta.get("subjects", [])]  # type: ignore[union-attr]
+        old_names = [str(n) for n in _strings(meta.get("series"))]
+        old_subjects = [str(s) for s in _strings(meta.get("subjects"))]
         names: list[str] = []
         for g in generated:
             subject = _subject(g.read_text(errors="replace"))
