@@ -80,7 +80,8 @@ out=$(cd "$out" && pwd)
 trap 'rm -f "$out"/*.tmp' EXIT  # a failed run leaves no half-written file behind
 manifest=$out/manifest.txt.tmp
 { echo "cross-build-cuda.sh $(date -u +%FT%TZ) commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "CUDA $ver, sm_$arch, cuBLAS $(ls "$cublas/lib" | grep -m1 'libcublas\.so\.')"; } > "$manifest"
+  so=$(basename "$(compgen -G "$cublas/lib/libcublas.so.*" | head -1)")
+  echo "CUDA $ver, sm_$arch, cuBLAS $so"; } > "$manifest"
 variants=(patched)
 [ "$vanilla" = 1 ] && variants+=(vanilla)
 [ "$vanilla" = 2 ] && variants=(vanilla)

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # cuda-lib.sh: helpers shared by check-cuda-compile.sh and cross-build-cuda.sh (sourced, not run).
 # Expects die() from the script that sources it.
 
@@ -38,7 +39,7 @@ PY
     inc=$(dirname "$(find "$dest/x" -name cublas_v2.h | head -1)")
     rm -rf "$dest/include" && mv "$inc" "$dest/include"
     if [ "$what" = all ]; then
-        rm -rf "$dest/lib" && mv "$(dirname "$inc")/lib" "$dest/lib"
+        rm -rf "${dest:?}/lib" && mv "$(dirname "$inc")/lib" "$dest/lib"
         local so
         for so in "$dest"/lib/lib*.so.*; do ln -sf "$(basename "$so")" "${so%%.so.*}.so"; done
     fi

@@ -10,7 +10,7 @@
 #   scripts/gpu-run4.sh STEP                  one of: smoke b06 b8 s8 s06 b17 alt diag (see below)
 # environment: GC_DIR (scripts/gpu-carried.sh), BENCH_EXTRA (more words for every bench)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 G=scripts/gpu-carried.sh
 eval "$($G env)"
 die() { echo "error: $*" >&2; exit 1; }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # llama-lib.sh: helpers shared by test_llamacpp.sh and test_wrr.sh (sourced, not run).
 # Expects URL, TIMEOUT and die() from the script that sources it.
 PROMPT="Write a long story about a lighthouse keeper who counts the ships that pass at night."

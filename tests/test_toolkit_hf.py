@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 
-from xsched_llama import hf, hfspec, models, server
+from xsched_llama import hfspec, models, server
 from xsched_llama.errors import (AuthError, DiskSpaceError, NetworkError, UsageError, VerificationError)
 
 ROOT = Path(__file__).resolve().parent.parent
