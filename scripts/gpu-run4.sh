@@ -1,80 +1,82 @@
 #!/usr/bin/env bash
 # gpu-run4.sh: the GPU proof of 2026-12-02 (run 4: segments, the preemption histogram, the serve scenario) on an
-# offline GPU machine, driven in steps through scripts/gpu-carried.sh (each step is a background job; `wait`
-# collects). The exact commands of every figure in docs/results/h200-2026-12-02-run4/ are the ones below.
+# offline GPU machine with carried binaries (scripts/cross-build-cuda.sh), driven through scripts/gpu-carried.sh.
+# The commands of every figure in docs/results/h200-2026-12-02-run4/ are the functions below.
 #
-# usage (repository root; CARRY = a folder with the wheels, ggml-vocab-qwen2.gguf and, unless the GPU machine
-# builds it, patched-server.xz + libxsched.so; SRC = the pruned llama.cpp tree with its manifest.json beside it):
-#   scripts/gpu-run4.sh setup CARRY SRC       wheels, models (qwen3-8b, qwen3-0.6b, qwen3-1.7b), pip install
-#   scripts/gpu-run4.sh build both|vanilla    the CUDA llama-server(s) on this machine (both: ~8.5 min on 16 cores)
-#   scripts/gpu-run4.sh STEP                  one of: smoke b06 b8 s8 s06 b17 alt diag (see below)
+# usage (repository root):
+#   scripts/gpu-run4.sh setup CARRY...      unpack each carried folder (wheels, ggml-vocab-qwen2.gguf, *.xz binaries,
+#                                           libxsched.so) and synthesize the models (qwen3-8b, qwen3-0.6b, qwen3-1.7b)
+#   scripts/gpu-run4.sh chain STEP...       run the steps one after the other as one background job "chain"
+#   scripts/gpu-run4.sh run STEP            run one step in the foreground
+# STEP: smoke b06 b8 b17 s8 s06 diag alt (see the functions). Collect with `scripts/gpu-carried.sh wait S OUT`.
 # environment: GC_DIR (scripts/gpu-carried.sh), BENCH_EXTRA (more words for every bench)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 G=scripts/gpu-carried.sh
 eval "$($G env)"
 die() { echo "error: $*" >&2; exit 1; }
-[ $# -ge 1 ] || die "a step is required (see the header)"
-step=$1
-shift
-B="python3 -m xsched_llama bench --cuda --vanilla-server $VANILLA --patched-server $PATCHED ${BENCH_EXTRA:-}"
+B=(python3 -m xsched_llama bench --cuda --vanilla-server "$VANILLA" --patched-server "$PATCHED")
 M8=$MODELS/synth-qwen3-8b-q8_0.gguf
 M06=$MODELS/synth-qwen3-0.6b-q8_0.gguf
 M17=$MODELS/synth-qwen3-1.7b-q8_0.gguf
-export XSCHED_LLAMA_CACHE=${XSCHED_LLAMA_CACHE:-/tmp/xl}
 
-build_job() {  # build_job NAME FLAGS DEST: xsched-llama build, then the binary copied to DEST
-    $G start "$1" -- bash -c "python3 -m xsched_llama build $2 --cuda --cuda-arch 90 --json > \$RESULTS/$1.json && \
-        cp \"\$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))[\"binaries\"][\"llama-server\"])' \$RESULTS/$1.json)\" $3"
+# the GPU tests: instances' queues, load, cancel, shutdown, segments = whole graphs, D1, D3, D4, D8, out of memory
+step_smoke() {
+    XSCHED_LLAMA_TEST_SERVER=$PATCHED XSCHED_LLAMA_TEST_MODEL=$M06 XSCHED_LLAMA_SIGINT_RUNS=5 \
+        python3 -m pytest -m gpu -p no:cacheprovider -q -s tests/test_server_gpu.py 2>&1 | tail -60
 }
-
-case "$step" in
-setup)
-    [ $# -eq 2 ] || die "setup CARRY SRC"
-    export XSCHED_LLAMA_SOURCE=$2
-    $G setup "$1" qwen3-8b qwen3-0.6b qwen3-1.7b || exit 1
-    python3 -m pip install -q --no-build-isolation --no-deps . || die "pip install failed"
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-    ;;
-build)
-    [ $# -ge 1 ] || die "build both|vanilla"
-    [ "$1" = both ] && build_job build-patched "" "$PATCHED"
-    build_job build-vanilla --vanilla "$VANILLA"
-    ;;
-smoke)  # the GPU tests: instances' queues, load, cancel, shutdown, segments = whole graphs, D1/D3 on the GPU
-    $G start smoke -- bash -c "XSCHED_LLAMA_TEST_SERVER=$PATCHED XSCHED_LLAMA_TEST_MODEL=$M06 \
-        python3 -m pytest -m gpu -p no:cacheprovider -q -x tests/ 2>&1 | tail -40"
-    ;;
-b06)    # every scenario on the 0.6B shape (launch-bound decode)
-    $G start b06 -- $B --model "$M06" --out "$RESULTS/b06" --reps 3
-    ;;
-b8)     # every scenario on the 8B shape
-    $G start b8 -- $B --model "$M8" --out "$RESULTS/b8" --reps 3 --no-hw-priority-only
-    ;;
-b17)    # overhead and prefill isolation on the 1.7B shape
-    $G start b17 -- $B --model "$M17" --out "$RESULTS/b17" --reps 3 --no-hw-priority-only \
-        --scenario overhead --scenario hpf-prefill
-    ;;
-s8)     # the serve scenario on the 8B shape, four configurations
-    $G start s8 -- $B --model "$M8" --out "$RESULTS/s8" --scenario serve
-    ;;
-s06)    # the serve scenario on the 0.6B shape
-    $G start s06 -- $B --model "$M06" --out "$RESULTS/s06" --scenario serve
-    ;;
-alt)    # the alternatives on the 0.6B shape: one gate per node without graphs, and a 200 us segment budget
-    $G start alt -- bash -c "GGML_XQUEUE_PREEMPT=node $B --model $M06 --out \$RESULTS/alt-node --builds patched \
-        --no-hw-priority-only --scenario overhead --scenario hpf-prefill --reps 3; \
-        GGML_XQUEUE_SEGMENT_US=200 $B --model $M06 --out \$RESULTS/alt-200 --builds patched \
-        --no-hw-priority-only --scenario overhead --scenario hpf-prefill --reps 3"
-    ;;
-diag)   # issue 12: the serve HPF run without llama-server's RAM prompt cache, at the rate of the s8 run
+# every closed-loop scenario on the 0.6B shape (launch-bound decode), with the stream-priority-only baseline
+step_b06() { "${B[@]}" --model "$M06" --out "$RESULTS/b06" --reps 3 ${BENCH_EXTRA:-}; }
+# every closed-loop scenario on the 8B shape
+step_b8() { "${B[@]}" --model "$M8" --out "$RESULTS/b8" --reps 3 --no-hw-priority-only ${BENCH_EXTRA:-}; }
+# overhead and prefill isolation on the 1.7B shape
+step_b17() {
+    "${B[@]}" --model "$M17" --out "$RESULTS/b17" --reps 3 --no-hw-priority-only --scenario overhead \
+        --scenario hpf-decode --scenario hpf-prefill ${BENCH_EXTRA:-}
+}
+# the serve scenario, four configurations
+step_s8() { "${B[@]}" --model "$M8" --out "$RESULTS/s8" --scenario serve ${BENCH_EXTRA:-}; }
+step_s06() { "${B[@]}" --model "$M06" --out "$RESULTS/s06" --scenario serve ${BENCH_EXTRA:-}; }
+# issue 12: the serve HPF configuration without llama-server's RAM prompt cache, at the rate of the s8 run
+step_diag() {
+    local rate
     rate=$(python3 -c "import json,sys;r=json.load(open(sys.argv[1]));print(next(x for x in r['runs'] \
         if x['name'].startswith('serve-'))['scenarios']['serve']['metrics']['rates'][0])" "$RESULTS/s8/report.json") \
-        || die "diag needs the s8 report (its rate)"
-    $G start diag -- $B --model "$M8" --out "$RESULTS/diag-s8" --scenario serve --builds patched \
-        --no-hw-priority-only --serve-rate "$rate" --server-arg=--cache-ram --server-arg=0
+        || { echo "diag needs the s8 report (its rate)" >&2; return 1; }
+    "${B[@]}" --model "$M8" --out "$RESULTS/diag-s8" --scenario serve --builds patched --no-hw-priority-only \
+        --serve-rate "$rate" --server-arg=--cache-ram --server-arg=0 ${BENCH_EXTRA:-}
+}
+# the alternatives on the 0.6B shape: one gate per node without graphs (the old default), a 200 us segment budget
+step_alt() {
+    GGML_XQUEUE_PREEMPT=node "${B[@]}" --model "$M06" --out "$RESULTS/alt-node" --builds patched --no-hw-priority-only \
+        --scenario overhead --scenario hpf-prefill --reps 3
+    GGML_XQUEUE_SEGMENT_US=200 "${B[@]}" --model "$M06" --out "$RESULTS/alt-200" --builds patched \
+        --no-hw-priority-only --scenario overhead --scenario hpf-prefill --reps 3
+}
+
+[ $# -ge 1 ] || die "a command is required (see the header)"
+cmd=$1
+shift
+case "$cmd" in
+setup)
+    [ $# -ge 1 ] || die "setup CARRY..."
+    for c in "$@"; do
+        $G setup "$c" qwen3-8b qwen3-0.6b qwen3-1.7b || exit 1
+    done
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    ;;
+run)
+    [ $# -eq 1 ] && declare -F "step_$1" > /dev/null || die "run STEP (one of: smoke b06 b8 b17 s8 s06 diag alt)"
+    "step_$1"
+    ;;
+chain)
+    [ $# -ge 1 ] || die "chain STEP..."
+    for s in "$@"; do declare -F "step_$s" > /dev/null || die "unknown step $s"; done
+    words=""
+    for s in "$@"; do words="$words echo \"=== $s \$(date -u +%T)\"; scripts/gpu-run4.sh run $s;"; done
+    $G start chain -- bash -c "$words echo \"=== done \$(date -u +%T)\""
     ;;
 *)
-    die "unknown step $step"
+    die "unknown command $cmd"
     ;;
 esac
