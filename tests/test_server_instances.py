@@ -392,3 +392,19 @@ def test_xsched_timings_in_final_result(srv: ServerProcess, path: str, stream: b
     values = [t[k] for k in TIMING_KEYS]
     assert all(isinstance(v, (int, float)) and v >= 0 for v in values), t
     assert values == sorted(values), t
+
+
+def test_prompt_cache_off_above_the_lowest_instance(server_binary: Path, default_model: Path, tmp_path: Path) -> None:
+    """With --instances, every instance above the lowest priority runs without the RAM prompt cache (its copies of
+    idle slots delay the next request between slot assignment and prompt, docs/server.md); an explicit --cache-ram
+    keeps it on everywhere."""
+    with ServerProcess(server_binary, [*common_args(default_model), "--instances", "10,5,0"],
+                       log_path=tmp_path / "a.log") as s:
+        log = s.log_text()
+        assert "instance 0 (priority 10): RAM prompt cache off" in log
+        assert "instance 1 (priority 5): RAM prompt cache off" in log
+        assert "instance 2 (priority 0): RAM prompt cache off" not in log
+        assert complete(s, priority=10).status_code == 200
+    with ServerProcess(server_binary, [*common_args(default_model), "--instances", "10,0", "--cache-ram", "256"],
+                       log_path=tmp_path / "b.log") as s:
+        assert "RAM prompt cache off" not in s.log_text()

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cinttypes>
+#include <cstring>
 #include <cctype>
 #include <csignal>
 #include <cstdlib>
@@ -443,6 +444,39 @@ std::string server_instance_failure(const common_params & params, size_t id, int
     return line;
 }
 
+void server_instance_prompt_cache(common_params & params, size_t id, int32_t priority,
+                                  const std::vector<common_server_instance> & all, bool explicit_cache_ram) {
+    if (all.size() <= 1 || explicit_cache_ram || params.cache_ram_mib == 0) {
+        return;
+    }
+    int32_t lowest = all[0].priority;
+    for (const auto & inst : all) {
+        lowest = std::min(lowest, inst.priority);
+    }
+    if (priority <= lowest) {
+        return;
+    }
+    params.cache_ram_mib    = 0;
+    params.cache_idle_slots = false;
+    LOG_INF("instance %zu (priority %d): RAM prompt cache off (its copies of idle slots delay new requests); "
+            "--cache-ram N turns it on for every instance\n", id, priority);
+}
+
+bool server_arg_given(int argc, char ** argv, std::initializer_list<const char *> names, const char * env) {
+    if (env != nullptr && getenv(env) != nullptr) {
+        return true;
+    }
+    for (int i = 1; i < argc; i++) {
+        for (const char * n : names) {
+            const size_t len = strlen(n);
+            if (strncmp(argv[i], n, len) == 0 && (argv[i][len] == '\0' || argv[i][len] == '=')) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 #ifdef LLAMA_SERVER_XSCHED
 
 static const char * state_name(XQueueState s) {
@@ -632,6 +666,29 @@ void server_xsched_set_timeslice(int64_t timeslice_us) {
 
 bool server_xsched_available() {
     return false;
+}
+
+static const uint64_t preempt_bounds_us[XSCHED_PREEMPT_BUCKETS - 1] = XSCHED_PREEMPT_BOUNDS_US;
+
+// preemption_json() is a queue's preemption record: the histogram's buckets are not cumulative, the last one
+// is unbounded
+static json preemption_json(const XPreemptStats & p) {
+    json bounds = json::array();
+    for (uint64_t b : preempt_bounds_us) {
+        bounds.push_back(b);
+    }
+    json buckets = json::array();
+    for (uint64_t c : p.buckets) {
+        buckets.push_back(c);
+    }
+    return {
+        {"count",         p.count},
+        {"measured",      p.measured},
+        {"sum_us",        p.sum_us},
+        {"max_us",        p.max_us},
+        {"buckets_le_us", bounds},
+        {"buckets",       buckets},
+    };
 }
 
 json server_xsched_snapshot() {

@@ -190,3 +190,13 @@ std::string server_instance_failure(const common_params & params, size_t id, int
 const char * server_xsched_ui_html();
 // server_xsched_no_ui_html() is the page GET / serves when the build has no web UI assets (server-xsched-ui.cpp)
 const char * server_xsched_no_ui_html();
+
+// server_instance_prompt_cache() applies the RAM prompt cache policy of instances to the params of the instance of
+// `priority`: an instance above the lowest priority is latency-critical, and llama-server's RAM prompt cache copies
+// the KV state of idle slots to host memory on the loop thread between a new request's slot assignment and its
+// prompt (~50 ms per request on an 8B model, docs/server.md), so it gets --cache-ram 0 unless `explicit_cache_ram`
+// (the user gave --cache-ram / LLAMA_ARG_CACHE_RAM). Logs one line when it turns the cache off.
+void server_instance_prompt_cache(common_params & params, size_t id, int32_t priority,
+                                  const std::vector<common_server_instance> & all, bool explicit_cache_ram);
+// server_arg_given() tells whether one of `names` is on the command line or `env` is set.
+bool server_arg_given(int argc, char ** argv, std::initializer_list<const char *> names, const char * env);
