@@ -18,6 +18,8 @@ G=scripts/gpu-carried.sh
 eval "$($G env)"
 die() { echo "error: $*" >&2; exit 1; }
 B=(python3 -m xsched_llama bench --cuda --vanilla-server "$VANILLA" --patched-server "$PATCHED")
+# without a vanilla build (its job stopped to save device time), every bench compares the patched instances only
+[ -e "$VANILLA" ] || B=(python3 -m xsched_llama bench --cuda --patched-server "$PATCHED" --builds patched)
 M8=$MODELS/synth-qwen3-8b-q8_0.gguf
 M06=$MODELS/synth-qwen3-0.6b-q8_0.gguf
 M17=$MODELS/synth-qwen3-1.7b-q8_0.gguf
@@ -31,7 +33,7 @@ step_b8() {
 }
 # the serve scenario, patched HPF only, at run 4's rate (1 request/s = 0.3x one instance's capacity), 100 requests
 step_s8() {
-    "${B[@]}" --model "$M8" --out "$RESULTS/s8" --scenario serve --builds patched --no-hw-priority-only \
+    "${B[@]}" --model "$M8" --out "$RESULTS/s8" --scenario serve --no-hw-priority-only \
         --serve-rate 1.0 --serve-requests 100 ${BENCH_EXTRA:-}
 }
 # the same three scenarios on the 0.6B shape (launch-bound decode)
@@ -41,7 +43,7 @@ step_b06() {
 }
 # the alternative: four segments in flight instead of two, 8B, patched only
 step_w8() {
-    GGML_XQUEUE_WINDOW=4 "${B[@]}" --model "$M8" --out "$RESULTS/w8" --reps 3 --builds patched \
+    GGML_XQUEUE_WINDOW=4 "${B[@]}" --model "$M8" --out "$RESULTS/w8" --reps 3 \
         --no-hw-priority-only --scenario overhead --scenario hpf-prefill ${BENCH_EXTRA:-}
 }
 # the 1.7B shape

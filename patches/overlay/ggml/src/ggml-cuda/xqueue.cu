@@ -198,7 +198,7 @@ static void ggml_cuda_xqueue_collect(ggml_backend_cuda_context & ctx, ggml_cuda_
     if (ggml_xqueue_get_knobs().trace) {
         // GPU time of the compute against the host time between computes of the shape: the difference is the
         // time the device waited for the host (a gate's wake-up, or host work between graphs)
-        GGML_LOG_INFO("xqueue-trace: %s tokens=%lld segments=%d gpu_us=%.0f longest_us=%.0f estimate_us=%.0f "
+        GGML_LOG_WARN("xqueue-trace: %s tokens=%lld segments=%d gpu_us=%.0f longest_us=%.0f estimate_us=%.0f "
                       "period_us=%.0f\n", ctx.name.c_str(), (long long) plan->ne1, sg.pending_n, 1000.0 * total_ms,
                       longest_us, plan->estimate_us, plan->period_us);
     }
