@@ -9,6 +9,7 @@
 #                                                   (qwen3-8b, qwen3-0.6b, ...) with CARRY/ggml-vocab-qwen2.gguf
 #   scripts/gpu-carried.sh start NAME -- CMD...     run CMD in the background (setsid) in the environment below;
 #                                                   log in $GC_DIR/jobs/NAME.log, exit status in NAME.rc
+#   scripts/gpu-carried.sh stop NAME                stop a job (its whole process group); `wait` counts it as ended
 #   scripts/gpu-carried.sh wait SECONDS [OUT]       wait until every job has ended or SECONDS passed; print each
 #                                                   job's state and log tail; with OUT, pack $GC_DIR/results and
 #                                                   the job logs into OUT/results.tar.xz
@@ -39,7 +40,7 @@ cmd=${1:-}
 shift
 case "$cmd" in
 -h|--help)
-    sed -n '2,22p' "$0"
+    sed -n '2,23p' "$0"
     ;;
 env)
     job_env
@@ -82,7 +83,19 @@ start)
     printf '%q ' "$@" > "$dir/jobs/$name.cmd"
     setsid nohup bash -c "$(job_env); cd '$repo'; \"\$@\" > '$dir/jobs/$name.log' 2>&1; echo \$? > '$dir/jobs/$name.rc'" \
         _ "$@" < /dev/null > /dev/null 2>&1 &
+    echo $! > "$dir/jobs/$name.pid"
     echo "started $name: $*"
+    ;;
+stop)
+    [ $# -eq 1 ] || usage "stop NAME"
+    name=$1
+    [ -f "$dir/jobs/$name.pid" ] || die "no job $name"
+    if [ ! -f "$dir/jobs/$name.rc" ]; then
+        # the job is a session of its own (setsid): its process group goes, and `wait` sees it ended
+        kill -TERM -- "-$(cat "$dir/jobs/$name.pid")" 2>/dev/null
+        echo 143 > "$dir/jobs/$name.rc"
+    fi
+    echo "stopped $name"
     ;;
 wait)
     [ $# -ge 1 ] || usage "wait needs SECONDS"

@@ -10,7 +10,7 @@
 #                                         (bp, bv, synth); each build links its llama-server to $GC_DIR
 #   scripts/gpu-run5.sh chain STEP...     run the steps one after the other as one background job "chain"
 #   scripts/gpu-run5.sh run STEP          run one step in the foreground
-# STEP: b8 s8 b06 w8 b17 smoke (see the functions). Collect with `scripts/gpu-carried.sh wait S OUT`.
+# STEP: b8 s8 b06 w8 sp8 b17 smoke (see the functions). Collect with `scripts/gpu-carried.sh wait S OUT`.
 # environment: GC_DIR (scripts/gpu-carried.sh), BENCH_EXTRA (more words for every bench)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -33,7 +33,7 @@ step_b8() {
 }
 # the serve scenario, patched HPF only, at run 4's rate (1 request/s = 0.3x one instance's capacity), 100 requests
 step_s8() {
-    "${B[@]}" --model "$M8" --out "$RESULTS/s8" --scenario serve --no-hw-priority-only \
+    "${B[@]}" --model "$M8" --out "$RESULTS/s8" --scenario serve --builds patched --no-hw-priority-only \
         --serve-rate 1.0 --serve-requests 100 ${BENCH_EXTRA:-}
 }
 # the same three scenarios on the 0.6B shape (launch-bound decode)
@@ -43,8 +43,14 @@ step_b06() {
 }
 # the alternative: four segments in flight instead of two, 8B, patched only
 step_w8() {
-    GGML_XQUEUE_WINDOW=4 "${B[@]}" --model "$M8" --out "$RESULTS/w8" --reps 3 \
+    GGML_XQUEUE_WINDOW=4 "${B[@]}" --model "$M8" --out "$RESULTS/w8" --reps 3 --builds patched \
         --no-hw-priority-only --scenario overhead --scenario hpf-prefill ${BENCH_EXTRA:-}
+}
+# hypothesis (b) of run 5's closed-loop prefill preemptions: without CUDA stream priorities B's in-flight segments
+# are not held behind A's kernels (8B, patched only)
+step_sp8() {
+    GGML_XQUEUE_STREAM_PRIORITY=off "${B[@]}" --model "$M8" --out "$RESULTS/sp8" --reps 3 --builds patched \
+        --no-hw-priority-only --scenario hpf-prefill ${BENCH_EXTRA:-}
 }
 # the 1.7B shape
 step_b17() {
@@ -87,7 +93,7 @@ build)
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     ;;
 run)
-    [ $# -eq 1 ] && declare -F "step_$1" > /dev/null || die "run STEP (one of: b8 s8 b06 w8 b17 smoke)"
+    [ $# -eq 1 ] && declare -F "step_$1" > /dev/null || die "run STEP (one of: b8 s8 b06 w8 sp8 b17 smoke)"
     "step_$1"
     ;;
 chain)

@@ -1,0 +1,53 @@
+"""scripts/gpu-carried.sh's job control on the CPU: a stopped job ends with its whole process group, and `wait`
+counts it as ended instead of waiting for an exit status that a killed job never writes (run 5 lost ~5 minutes of
+device time that way)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu-carried.sh"
+
+
+def carried(gc: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "GC_DIR": str(gc)})
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_stop_ends_the_job_and_wait_counts_it(tmp_path: Path) -> None:
+    marker = tmp_path / "child.pid"
+    cp = carried(tmp_path, "start", "long", "--", "bash", "-c", f"sleep 300 & echo $! > {marker}; wait")
+    assert cp.returncode == 0, cp.stderr
+    deadline = time.monotonic() + 10
+    while not marker.exists() or not marker.read_text().strip():
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.05)
+    child = int(marker.read_text())
+    assert alive(child)
+    cp = carried(tmp_path, "stop", "long")
+    assert cp.returncode == 0 and "stopped long" in cp.stdout, cp.stderr
+    deadline = time.monotonic() + 10
+    while alive(child):  # the grandchild went with the job's process group
+        assert time.monotonic() < deadline, "the job's child survived the stop"
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    cp = carried(tmp_path, "wait", "120")
+    assert time.monotonic() - t0 < 30  # ended, not waited for until the deadline
+    assert "== long: exit 143" in cp.stdout
+    assert cp.returncode == 1  # a stopped job is not a success
+
+
+def test_stop_of_an_unknown_job(tmp_path: Path) -> None:
+    cp = carried(tmp_path, "stop", "nothing")
+    assert cp.returncode == 1
+    assert cp.stderr.strip() == "error: no job nothing"
