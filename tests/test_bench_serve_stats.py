@@ -166,6 +166,8 @@ def test_preemption_figures_between_snapshots() -> None:
     assert f["p50_us"] == 50 and f["p99_us"] == 900.0            # (750, 1000], capped by the new max
     assert f["max_us"] == 900.0 and f["max_exact"]
     assert preempt.p99_ms(f) == pytest.approx(0.9)
+    assert f["per_queue"] == {"inst1/cpu": {"count": 104, "measured_count": 103,
+                                            "buckets": [100, 0, 0, 0, 0, 0, 3] + [0] * 5}}
     # the running maximum did not grow: the interval's max is bounded by its highest bucket
     later = snapshot([106, 0, 0, 1, 0, 0, 3] + [0] * 5, 112, 900.0)
     g = preempt.figures(after, later)

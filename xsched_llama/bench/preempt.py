@@ -75,8 +75,9 @@ def _hist(row: dict[str, Any]) -> Optional[dict[str, Any]]:
 def figures(before: Any, after: Any) -> dict[str, Any]:
     """figures() are the preemptions of the low instance between two snapshots: count, measured, P50/P99 (upper
     bounds of the buckets, µs), max (µs). `max_us` is exact when the server's running maximum grew in between,
-    otherwise the upper bound of the highest bucket that grew (`max_exact` says which); "not measured" when
-    the server reports no histogram."""
+    otherwise the upper bound of the highest bucket that grew (`max_exact` says which); `per_queue` splits count,
+    measured count and buckets by queue (which of the instance's CPU and CUDA queues the latencies come from);
+    "not measured" when the server reports no histogram."""
     rows_after = {str(q.get("name")): q for q in low_queue_rows(after)}
     rows_before = {str(q.get("name")): q for q in low_queue_rows(before)} if before is not None else {}
     hists = {n: h for n, q in rows_after.items() if (h := _hist(q)) is not None}
@@ -88,6 +89,7 @@ def figures(before: Any, after: Any) -> dict[str, Any]:
     sum_us = 0.0
     max_us: Optional[float] = None
     max_exact = True
+    per_queue: dict[str, dict[str, Any]] = {}
     for name, h in hists.items():
         b = _hist(rows_before.get(name, {})) or {}
         hb = [float(x) for x in h["buckets_le_us"]]
@@ -100,6 +102,8 @@ def figures(before: Any, after: Any) -> dict[str, Any]:
         if len(diff) != len(counts) or any(d < 0 for d in diff):
             raise ValueError(f"queue {name}: the histogram shrank between the snapshots (server restarted?)")
         counts = [c + d for c, d in zip(counts, diff)]
+        per_queue[name] = {"count": int(h.get("count", 0)) - int(b.get("count", 0)),
+                           "measured_count": int(h.get("measured", 0)) - int(b.get("measured", 0)), "buckets": diff}
         count += int(h.get("count", 0)) - int(b.get("count", 0))
         measured += int(h.get("measured", 0)) - int(b.get("measured", 0))
         sum_us += float(h.get("sum_us", 0)) - float(b.get("sum_us", 0))
@@ -118,7 +122,7 @@ def figures(before: Any, after: Any) -> dict[str, Any]:
     return {"measured": True, "queues": sorted(hists), "count": count, "measured_count": measured,
             "p50_us": p50, "p99_us": p99, "max_us": max_us, "max_exact": max_exact,
             "mean_us": sum_us / measured if measured > 0 else None,
-            "buckets_le_us": bounds, "buckets": counts}
+            "buckets_le_us": bounds, "buckets": counts, "per_queue": per_queue}
 
 
 def p99_ms(fig: Optional[dict[str, Any]]) -> Optional[float]:
