@@ -190,8 +190,8 @@ static const char * preempt_name(ggml_xqueue_preempt p) {
 int main(int argc, char ** argv) {
     if (argc > 1 && std::strcmp(argv[1], "knobs") == 0) {
         const ggml_xqueue_knobs & k = ggml_xqueue_get_knobs();
-        std::printf("preempt=%s segment_us=%lld stream_priority=%d\n", preempt_name(k.preempt),
-                    (long long) k.segment_us, k.stream_priority ? 1 : 0);
+        std::printf("preempt=%s segment_us=%lld stream_priority=%d window=%lld trace=%d\n", preempt_name(k.preempt),
+                    (long long) k.segment_us, k.stream_priority ? 1 : 0, (long long) k.window, k.trace ? 1 : 0);
         return 0;
     }
     test_costs();

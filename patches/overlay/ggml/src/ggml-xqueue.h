@@ -54,6 +54,28 @@ constexpr int64_t GGML_XQUEUE_WINDOW_MAX     = 16;
     exit(1);
 }
 
+// ggml_xqueue_int_knob() is v as an integer in [lo, hi], else a one-line error naming the knob and `allowed`.
+static inline int64_t ggml_xqueue_int_knob(const char * name, const char * v, int64_t lo, int64_t hi, const char * allowed) {
+    char * end = nullptr;
+    errno = 0;
+    const long long n = strtoll(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || n < lo || n > hi) {
+        ggml_xqueue_knob_error(name, v, allowed);
+    }
+    return n;
+}
+
+// ggml_xqueue_switch_knob() is v as on/off (also 1/0), else a one-line error naming the knob.
+static inline bool ggml_xqueue_switch_knob(const char * name, const char * v) {
+    if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0) {
+        return true;
+    }
+    if (strcmp(v, "off") != 0 && strcmp(v, "0") != 0) {
+        ggml_xqueue_knob_error(name, v, "on or off");
+    }
+    return false;
+}
+
 // ggml_xqueue_parse_knobs() reads the GGML_XQUEUE_* environment (see ggml_xqueue_knobs).
 static inline ggml_xqueue_knobs ggml_xqueue_parse_knobs() {
     ggml_xqueue_knobs k;
@@ -80,40 +102,18 @@ static inline ggml_xqueue_knobs ggml_xqueue_parse_knobs() {
         }
     }
     if (const char * v = env("GGML_XQUEUE_SEGMENT_US")) {
-        char * end = nullptr;
-        errno = 0;
-        const long long us = strtoll(v, &end, 10);
-        if (errno != 0 || end == v || *end != '\0' || us < GGML_XQUEUE_SEGMENT_US_MIN || us > GGML_XQUEUE_SEGMENT_US_MAX) {
-            ggml_xqueue_knob_error("GGML_XQUEUE_SEGMENT_US", v, "an integer number of microseconds in [20, 100000]");
-        }
-        k.segment_us = us;
+        k.segment_us = ggml_xqueue_int_knob("GGML_XQUEUE_SEGMENT_US", v, GGML_XQUEUE_SEGMENT_US_MIN, GGML_XQUEUE_SEGMENT_US_MAX,
+                                            "an integer number of microseconds in [20, 100000]");
     }
     if (const char * v = env("GGML_XQUEUE_WINDOW")) {
-        errno = 0;
-        char * end = nullptr;
-        const long long n = strtoll(v, &end, 10);
-        if (errno != 0 || end == v || *end != '\0' || n < GGML_XQUEUE_WINDOW_MIN || n > GGML_XQUEUE_WINDOW_MAX) {
-            ggml_xqueue_knob_error("GGML_XQUEUE_WINDOW", v, "an integer number of segments in [1, 16]");
-        }
-        k.window = n;
+        k.window = ggml_xqueue_int_knob("GGML_XQUEUE_WINDOW", v, GGML_XQUEUE_WINDOW_MIN, GGML_XQUEUE_WINDOW_MAX,
+                                        "an integer number of segments in [1, 16]");
     }
     if (const char * v = env("GGML_XQUEUE_TRACE")) {
-        if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0) {
-            k.trace = true;
-        } else if (strcmp(v, "off") == 0 || strcmp(v, "0") == 0) {
-            k.trace = false;
-        } else {
-            ggml_xqueue_knob_error("GGML_XQUEUE_TRACE", v, "on or off");
-        }
+        k.trace = ggml_xqueue_switch_knob("GGML_XQUEUE_TRACE", v);
     }
     if (const char * v = env("GGML_XQUEUE_STREAM_PRIORITY")) {
-        if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0) {
-            k.stream_priority = true;
-        } else if (strcmp(v, "off") == 0 || strcmp(v, "0") == 0) {
-            k.stream_priority = false;
-        } else {
-            ggml_xqueue_knob_error("GGML_XQUEUE_STREAM_PRIORITY", v, "on or off");
-        }
+        k.stream_priority = ggml_xqueue_switch_knob("GGML_XQUEUE_STREAM_PRIORITY", v);
     }
     return k;
 }
