@@ -29,13 +29,6 @@ from xsched_llama.errors import UsageError
 from xsched_llama.server import ServerProcess
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    for line in ("slow: needs a llama.cpp build (minutes on a cold cache)",
-                 "gpu: needs an NVIDIA GPU (never in CI)",
-                 "network: needs the internet beyond PyPI (never in CI)"):
-        config.addinivalue_line("markers", line)
-
-
 @pytest.fixture(scope="session")
 def toolkit_cache() -> Path:
     return paths.cache_dir()
