@@ -166,12 +166,18 @@ def test_unported_commit_is_ported_with_three_way_merges(normalized: Path, tmp_p
 
 
 def test_older_series_mirrors_the_newest() -> None:
-    # one logical change per patch on both commits: same names, same order, same DEP-3 headers
+    # one logical change per patch on both commits: the newest's patches with the same names, order and DEP-3
+    # headers, then only `compat` patches (later upstream API the shared overlay uses), each with its own header
     older = patches_mod.load(PATCHES, OLDER)
+    newest = patches_mod.load(PATCHES).series
     assert older.series_dir == patches_mod.commit_dir(PATCHES, OLDER)
-    assert older.series == patches_mod.load(PATCHES).series
+    assert older.series[:len(newest)] == newest
+    for i, name in enumerate(older.series[len(newest):], len(newest) + 1):
+        assert re.fullmatch(rf"{i:04d}-compat-[a-z0-9_-]+\.patch", name), name
+        head = (older.series_dir / name).read_text().split("\n---\n", 1)[0]
+        assert re.search(r"^Description: .*^Forwarded: .*^Last-Update: ", head, re.M | re.S), name
     assert sorted(p.name for p in older.series_dir.glob("*.patch")) == sorted(older.series)
-    for name in older.series:
+    for name in newest:
         head = (PATCHES / name).read_text().split("\n---\n", 1)[0]
         assert (older.series_dir / name).read_text().split("\n---\n", 1)[0] == head, name
 
