@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# common.sh: what every script shares (sourced, not run): die, need, the toolkit's cache directory, built binaries.
+# common.sh: what every script shares (sourced, not run): die, need, the toolkit's cache directory, build roots.
 # A script sets XSCHED_LLAMA_DIE_STATUS before sourcing when its errors are not exit 1 (the effect scripts: 2).
 
 # die MESSAGE...: one line "error: MESSAGE" on stderr, then exit (status $XSCHED_LLAMA_DIE_STATUS, default 1).
@@ -12,16 +12,6 @@ need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not instal
 # $XDG_CACHE_HOME/xsched-llama, else ~/.cache/xsched-llama).
 toolkit_cache() {
     echo "${XSCHED_LLAMA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/xsched-llama}"
-}
-
-# built_binary TARGET BUILD-OPTION...: the path of TARGET in the build the options name, from
-# `xsched-llama build --json` (builds it when it is not up to date); dies when the build fails.
-built_binary() {
-    local target=$1 json
-    shift
-    json=$(xsched-llama build "$@" --target "$target" --json) || die "xsched-llama build $* --target $target failed"
-    python3 -c 'import json, sys; print(json.loads(sys.stdin.read())["binaries"][sys.argv[1]])' "$target" <<<"$json" \
-        || die "xsched-llama build --json printed no binary $target"
 }
 
 # build_root BUILD-OPTION...: the root of the build the options name (<cache>/builds/<variant>: src/, build/), from
