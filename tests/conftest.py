@@ -5,11 +5,13 @@ skips both llama.cpp builds (~10 min each on 2 cores) on the next run.
 
 Fixtures (session-scoped unless noted):
   toolkit_cache       Path of the cache directory.
-  llama_source        Path of the pristine pruned llama.cpp tree (xsched_llama.fetch.fetch, source auto).
+  llama_commit        The llama.cpp commit the tests build: $XSCHED_LLAMA_COMMIT (a SHA prefix of a supported
+                      commit, pins.json), else the newest; an unknown one stops the run (exit 4).
+  llama_source        Path of the pristine pruned llama.cpp tree at llama_commit (fetch.fetch, source auto).
   default_model       Path of the default GGUF (smollm2-135m, via xsched_llama.models.pull), or
                       $XSCHED_LLAMA_TEST_MODEL when set (the GPU machine has no network for the pull).
-  patched_cpu_server  Path of the patched CPU llama-server (xsched_llama.build.build; slow on a cold cache).
-  vanilla_cpu_server  Path of the unpatched CPU llama-server (same, --vanilla).
+  patched_cpu_server  Path of the patched CPU llama-server at llama_commit (build.build; slow on a cold cache).
+  vanilla_cpu_server  Path of the unpatched CPU llama-server at llama_commit (same, --vanilla).
   start_server        (function) factory: start_server(binary, args) -> a started ServerProcess, stopped
                       at teardown, log in tmp_path.
 """
@@ -22,15 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from xsched_llama import build, fetch, models, paths
+from xsched_llama import build, fetch, models, paths, pins
+from xsched_llama.errors import UsageError
 from xsched_llama.server import ServerProcess
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    for line in ("slow: needs a llama.cpp build (minutes on a cold cache)",
-                 "gpu: needs an NVIDIA GPU (never in CI)",
-                 "network: needs the internet beyond PyPI (never in CI)"):
-        config.addinivalue_line("markers", line)
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +34,20 @@ def toolkit_cache() -> Path:
     return paths.cache_dir()
 
 
+COMMIT_ENV = "XSCHED_LLAMA_COMMIT"
+
+
 @pytest.fixture(scope="session")
-def llama_source(toolkit_cache: Path) -> Path:
-    return fetch.fetch(cache=toolkit_cache).tree
+def llama_commit() -> str:
+    try:
+        return pins.resolve_commit(os.environ.get(COMMIT_ENV) or None)
+    except UsageError as e:
+        pytest.exit(f"{COMMIT_ENV}: {e}", returncode=4)
+
+
+@pytest.fixture(scope="session")
+def llama_source(toolkit_cache: Path, llama_commit: str) -> Path:
+    return fetch.fetch(cache=toolkit_cache, commit=llama_commit).tree
 
 
 @pytest.fixture(scope="session")
@@ -54,19 +61,19 @@ def default_model(toolkit_cache: Path) -> Path:
     return models.resolve(None, cache=toolkit_cache)
 
 
-def _server(cache: Path, vanilla: bool) -> Path:
-    summary = build.build(build.BuildOptions(vanilla=vanilla), cache=cache)
+def _server(cache: Path, vanilla: bool, commit: str) -> Path:
+    summary = build.build(build.BuildOptions(vanilla=vanilla, llama_commit=commit), cache=cache)
     return Path(summary["binaries"]["llama-server"])
 
 
 @pytest.fixture(scope="session")
-def patched_cpu_server(toolkit_cache: Path, llama_source: Path) -> Path:
-    return _server(toolkit_cache, vanilla=False)
+def patched_cpu_server(toolkit_cache: Path, llama_source: Path, llama_commit: str) -> Path:
+    return _server(toolkit_cache, vanilla=False, commit=llama_commit)
 
 
 @pytest.fixture(scope="session")
-def vanilla_cpu_server(toolkit_cache: Path, llama_source: Path) -> Path:
-    return _server(toolkit_cache, vanilla=True)
+def vanilla_cpu_server(toolkit_cache: Path, llama_source: Path, llama_commit: str) -> Path:
+    return _server(toolkit_cache, vanilla=True, commit=llama_commit)
 
 
 @pytest.fixture

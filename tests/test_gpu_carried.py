@@ -1,4 +1,4 @@
-"""scripts/gpu-carried.sh's job control on the CPU: a stopped job ends with its whole process group, and `wait`
+"""scripts/gpu/gpu-carried.sh's job control on the CPU: a stopped job ends with its whole process group, and `wait`
 counts it as ended instead of waiting for an exit status that a killed job never writes (run 5 lost ~5 minutes of
 device time that way)."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu-carried.sh"
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu" / "gpu-carried.sh"
 
 
 def carried(gc: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -51,3 +51,27 @@ def test_stop_of_an_unknown_job(tmp_path: Path) -> None:
     cp = carried(tmp_path, "stop", "nothing")
     assert cp.returncode == 1
     assert cp.stderr.strip() == "error: no job nothing"
+
+
+def runner(gc: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(SCRIPT.parent / script), *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "GC_DIR": str(gc)})
+
+
+def test_runners_refuse_unknown_steps_and_commands(tmp_path: Path) -> None:
+    # the runners' run/chain commands are one shared function (scripts/lib/steps.sh): each names its own steps
+    cp = runner(tmp_path, "gpu-run5.sh", "run", "nosuch")
+    assert cp.returncode == 1 and cp.stderr.strip() == "error: run STEP (one of: b06 b17 b8 s8 smoke sp8 w8)"
+    cp = runner(tmp_path, "gpu-run4.sh", "chain", "b8", "nosuch")
+    assert cp.returncode == 1 and cp.stderr.strip() == \
+        "error: unknown step nosuch (steps: alt b06 b17 b8 diag s06 s8 smoke)"
+    assert not (tmp_path / "jobs" / "chain.cmd").exists()  # nothing started
+    cp = runner(tmp_path, "gpu-run5.sh", "frob")
+    assert cp.returncode == 1 and cp.stderr.strip() == "error: unknown command frob"
+    cp = runner(tmp_path, "gpu-run5.sh", "build", str(tmp_path / "nothing"))
+    assert cp.returncode == 1 and "no pruned tree" in cp.stderr
+
+
+def test_chain_needs_steps(tmp_path: Path) -> None:
+    cp = runner(tmp_path, "gpu-run5.sh", "chain")
+    assert cp.returncode == 1 and cp.stderr.startswith("error: chain STEP...")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from xsched_llama import patches as patches_mod
-from xsched_llama import workspace
+from xsched_llama import pins, workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 PATCHES = ROOT / "patches"
@@ -36,6 +36,11 @@ def git(repo: Path, *args: str) -> str:
 
 def snapshot(d: Path) -> dict[str, bytes]:
     return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def newest_only(snap: dict[str, bytes]) -> dict[str, bytes]:
+    """newest_only() drops the older commits' series (patches/commits/): what an export of the newest writes."""
+    return {k: v for k, v in snap.items() if not k.startswith(patches_mod.COMMITS_DIR + "/")}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +71,8 @@ def test_checkout_export_round_trip(normalized: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     r = cli("patches", "export", str(ws), "--patches", str(out))
     assert r.returncode == 0, r.stderr
-    assert snapshot(out) == snapshot(normalized)
+    # export writes the checkout's commit's series and the overlay (into an empty directory: nothing else)
+    assert snapshot(out) == newest_only(snapshot(normalized))
 
 
 def test_overlay_and_fixup_edits_land_where_they_belong(normalized: Path, tmp_path: Path,
@@ -87,7 +93,7 @@ def test_overlay_and_fixup_edits_land_where_they_belong(normalized: Path, tmp_pa
     out = tmp_path / "out"
     r = cli("patches", "export", str(ws), "--patches", str(out))
     assert r.returncode == 0, r.stderr
-    before, after = snapshot(normalized), snapshot(out)
+    before, after = newest_only(snapshot(normalized)), snapshot(out)
     changed = sorted(k for k in before if before[k] != after.get(k))
     assert changed == ["0004-llama-add-llama_set_priority.patch", "overlay/ggml/src/ggml-xqueue-plan.h"], changed
     assert set(after) == set(before)  # no new patch for the overlay commit
@@ -123,6 +129,57 @@ def test_dirty_or_foreign_checkout_is_refused(normalized: Path, tmp_path: Path) 
     assert r.returncode == 2 and "not a checkout made by" in r.stderr, r.stderr
     r = cli("patches", "checkout", str(ws), "--patches", str(normalized))
     assert r.returncode == 2 and "not an empty directory" in r.stderr, r.stderr
+
+
+OLDER = pins.commits()[-1]
+
+
+def test_older_commit_checkout_export_round_trip(normalized: Path, tmp_path: Path) -> None:
+    # the older commit's series (patches/commits/<sha12>/) checks out on its own tree and exports byte for byte;
+    # the newest series and the overlay stay as they are
+    ws = tmp_path / "ws"
+    r = cli("patches", "checkout", str(ws), "--patches", str(normalized), "--llama-commit", OLDER[:10])
+    assert r.returncode == 0, r.stderr
+    assert git(ws, "log", "--format=%s", "--reverse").splitlines()[0] == f"upstream {OLDER}"
+    out = tmp_path / "out"
+    shutil.copytree(normalized, out)
+    r = cli("patches", "export", str(ws), "--patches", str(out))
+    assert r.returncode == 0, r.stderr
+    assert snapshot(out) == snapshot(normalized)
+
+
+def test_unported_commit_is_ported_with_three_way_merges(normalized: Path, tmp_path: Path) -> None:
+    # without patches/commits/<sha12>/, checkout ports the newest series with `git am -3`: at the older commit the
+    # first conflict (0006, three server files) stops it with exit 5 and `git am` in progress in the checkout
+    bare = tmp_path / "patches"
+    shutil.copytree(normalized, bare, ignore=shutil.ignore_patterns(patches_mod.COMMITS_DIR))
+    ws = tmp_path / "ws"
+    r = cli("patches", "checkout", str(ws), "--patches", str(bare), "--llama-commit", OLDER[:10])
+    assert r.returncode == 5 and r.stderr.count("error: ") == 1 and "git am --continue" in r.stderr, r.stderr
+    assert (ws / ".git" / "rebase-apply").is_dir()  # am in progress, as the message says
+    assert "patch 0006-server-prioritised-instances.patch does not apply" in r.stderr, r.stderr
+    conflicts = ["tools/server/server-context.cpp", "tools/server/server-context.h", "tools/server/server.cpp"]
+    assert f"conflict in {', '.join(conflicts)}" in r.stderr
+    assert git(ws, "diff", "--name-only", "--diff-filter=U").split() == conflicts
+    assert len(git(ws, "log", "--format=%s", "xsched/overlay..HEAD").splitlines()) == 5  # 0001-0005 merged
+    assert not (bare / patches_mod.COMMITS_DIR).exists()  # nothing written into patches/
+
+
+def test_older_series_mirrors_the_newest() -> None:
+    # one logical change per patch on both commits: the newest's patches with the same names, order and DEP-3
+    # headers, then only `compat` patches (later upstream API the shared overlay uses), each with its own header
+    older = patches_mod.load(PATCHES, OLDER)
+    newest = patches_mod.load(PATCHES).series
+    assert older.series_dir == patches_mod.commit_dir(PATCHES, OLDER)
+    assert older.series[:len(newest)] == newest
+    for i, name in enumerate(older.series[len(newest):], len(newest) + 1):
+        assert re.fullmatch(rf"{i:04d}-compat-[a-z0-9_-]+\.patch", name), name
+        head = (older.series_dir / name).read_text().split("\n---\n", 1)[0]
+        assert re.search(r"^Description: .*^Forwarded: .*^Last-Update: ", head, re.M | re.S), name
+    assert sorted(p.name for p in older.series_dir.glob("*.patch")) == sorted(older.series)
+    for name in newest:
+        head = (PATCHES / name).read_text().split("\n---\n", 1)[0]
+        assert (older.series_dir / name).read_text().split("\n---\n", 1)[0] == head, name
 
 
 def test_series_files_headers_and_docs_agree() -> None:

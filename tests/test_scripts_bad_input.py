@@ -15,11 +15,12 @@ import pytest
 from xsched_llama.server import free_port
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+ROLE = {"test_llamacpp.sh": "effect", "test_wrr.sh": "effect", "gpu-proof.sh": "gpu", "cross-build-cuda.sh": "gpu"}
 NAMES = ["test_llamacpp.sh", "test_wrr.sh"]
 
 
 def run(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(SCRIPTS / name), *args], capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run(["bash", str(SCRIPTS / ROLE[name] / name), *args], capture_output=True, text=True, timeout=60, env=env)
 
 
 def one_line_error(cp: subprocess.CompletedProcess[str], *needles: str) -> None:

@@ -1,4 +1,4 @@
-"""scripts/test_llamacpp.sh and scripts/test_wrr.sh against real CPU llama-servers, tiny token counts.
+"""scripts/effect/test_llamacpp.sh and scripts/effect/test_wrr.sh against real CPU llama-servers, tiny token counts.
 
 Only the patched server has priorities, so only there is the HPF effect asserted; against vanilla the
 script must run through and report a verdict either way (exit 0 or 1, never 2).
@@ -23,7 +23,7 @@ PHASE = re.compile(r"latency +([0-9.]+) s +(\d+) tokens +([0-9.]+) tok/s")
 
 
 def run(name: str, url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(SCRIPTS / name), "--url", url, *args], capture_output=True, text=True,
+    return subprocess.run(["bash", str(SCRIPTS / "effect" / name), "--url", url, *args], capture_output=True, text=True,
                           timeout=600)
 
 

@@ -42,6 +42,9 @@ def leftovers(tmp_path: Path) -> list[str]:
     (["build", "--bogus"], 2, "No such option"),
     (["model", "synth", "--shape", "qwen9-1t"], 2, "unknown shape"),
     (["serve", "--instance", "high:ten:1:2"], 2, "bad --instance"),
+    (["fetch", "--llama-commit", "deadbeef"], 2, "llama.cpp commit 'deadbeef' is not supported; supported: 0c1e57098bba"),
+    (["build", "--llama-commit", "0c1"], 2, "is not supported"),
+    (["patches", "checkout", "ws", "--llama-commit", "zz"], 2, "is not supported"),
 ])
 def test_bad_input(tmp_path: Path, args: list[str], code: int, needle: str) -> None:
     cp = cli(tmp_path, *args)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from xsched_llama import patches
+from xsched_llama import fetch, patches, pins
 from xsched_llama.errors import PatchError
 
 COMMIT = "0c1e57098bba43ac29e6e3b677cdceebdd22334f"
@@ -131,10 +131,26 @@ def test_series_listing_a_missing_patch_is_an_error(tmp_path: Path) -> None:
         patches.load(d)
 
 
-def test_project_series_applies_to_the_pinned_tree(tmp_path: Path, llama_source: Path) -> None:
-    ps = patches.load()
+@pytest.mark.parametrize("commit", pins.commits(), ids=lambda c: c[:12])
+def test_project_series_applies_to_every_pinned_tree(tmp_path: Path, toolkit_cache: Path, commit: str) -> None:
+    # every supported commit (pins.json) takes its series (patches/ for the newest, patches/commits/<sha12>/ for an
+    # older one) and the one overlay with plain `git apply`, no fuzz; a second apply is a no-op
+    tree = fetch.fetch(cache=toolkit_cache, commit=commit).tree
+    ps = patches.load(commit=commit)
+    assert (ps.series_dir is None) == pins.is_default(commit)
+    assert ps.series_dir is None or ps.series_dir == patches.commit_dir(ps.root, commit)  # type: ignore[arg-type]
     dest = tmp_path / "src"
-    _, status = patches.prepare_source(llama_source, dest, ps, COMMIT)
+    _, status = patches.prepare_source(tree, dest, ps, commit)
     assert [n for n, _ in status if not n.startswith("overlay/")] == list(ps.series)
     assert all(s == "applied" for _, s in status)
-    assert [s for _, s in patches.apply(ps, dest, COMMIT)] == ["already applied"] * len(status)
+    assert [s for _, s in patches.apply(ps, dest, commit)] == ["already applied"] * len(status)
+
+
+def test_newest_series_does_not_apply_to_the_older_commit(tmp_path: Path, toolkit_cache: Path) -> None:
+    # why the older commit has a series of its own: the newest one stops with exit 5, naming the patch and file
+    older = pins.commits()[-1]
+    tree = fetch.fetch(cache=toolkit_cache, commit=older).tree
+    ps = patches.load()
+    with pytest.raises(PatchError, match=r"patch 000\d-.*\.patch does not apply to llama.cpp .*\(file [^?]") as e:
+        patches.prepare_source(tree, tmp_path / "src", ps, older)
+    assert e.value.exit_code == 5 and not (tmp_path / "src").exists()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import fetch as fetch_mod
-from . import native, patches, ui
+from . import native, patches, pins, ui
 from .errors import BuildError, ToolMissingError, UsageError
 from .paths import cache_dir, check_free_space, locked
 from .proc import CommandError, run, which
@@ -50,12 +50,17 @@ class BuildOptions:
     """Patch directory (default: patches.default_dir())."""
     source: str | None = None
     """Fetch source used when the tree is not cached yet (None: $XSCHED_LLAMA_SOURCE, else auto)."""
+    llama_commit: str | None = None
+    """The supported llama.cpp commit to build (full SHA; None: the newest, pins.commit())."""
 
 
 def variant(opts: BuildOptions) -> str:
-    """variant() names the build directory: e.g. patched-cpu, vanilla-cuda90."""
+    """variant() names the build directory: e.g. patched-cpu, vanilla-cuda90; a commit other than the default
+    one adds its first 12 digits (patched-cpu-78d2f524682d)."""
     dev = f"cuda{(opts.cuda_arch or '').replace(';', '-')}" if opts.cuda else "cpu"
-    return f"{'vanilla' if opts.vanilla else 'patched'}-{dev}{'' if opts.build_type == 'Release' else '-' + opts.build_type.lower()}"
+    at = "" if opts.llama_commit is None or pins.is_default(opts.llama_commit) else "-" + opts.llama_commit[:12]
+    return (f"{'vanilla' if opts.vanilla else 'patched'}-{dev}"
+            f"{'' if opts.build_type == 'Release' else '-' + opts.build_type.lower()}{at}")
 
 
 def detect_cuda_arch() -> str:
@@ -139,9 +144,9 @@ def _build(opts: BuildOptions, cache: Path) -> dict[str, Any]:
     check_free_space(cache, NEED_FREE_GB, "building llama.cpp")
     jobs = opts.jobs or int(os.environ.get(JOBS_ENV, "0")) or os.cpu_count() or 2
     ui.info(f"cache {cache}; {jobs} jobs" + ("" if opts.jobs else f" (from ${JOBS_ENV} or the core count)"))
-    fetched = fetch_mod.fetch(opts.source, cache=cache)
+    fetched = fetch_mod.fetch(opts.source, cache=cache, commit=opts.llama_commit)
     commit = str(fetched.manifest["commit"])
-    ps = patches.EMPTY if opts.vanilla else patches.load(opts.patches_dir)
+    ps = patches.EMPTY if opts.vanilla else patches.load(opts.patches_dir, commit)
     xsched_dir: Path | None = None
     if not opts.vanilla:
         try:
@@ -154,7 +159,8 @@ def _build(opts: BuildOptions, cache: Path) -> dict[str, Any]:
     src, bdir, log = root / "src", root / "build", root / "build.log"
     root.mkdir(parents=True, exist_ok=True)
     cfg = configure_args(opts, src, bdir, tools, xsched_dir)
-    key_data = {"commit": commit, "patches": ps.digest(), "configure": cfg, "targets": sorted(opts.targets),
+    key_data = {"commit": commit, "tree": fetched.manifest.get("tree_sha256"), "patches": ps.digest(),
+                "configure": cfg, "targets": sorted(opts.targets),
                 "core": native.digest() if xsched_dir is not None else None}
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()
     stamp_path = root / "stamp.json"
@@ -165,7 +171,7 @@ def _build(opts: BuildOptions, cache: Path) -> dict[str, Any]:
                                                                  ("source", "origin", "sha256", "tree_sha256")},
         "source_tree": str(src), "build_dir": str(bdir), "log": str(log), "binaries": binaries,
         "patch_set": ps.digest(), "patches": [], "options": {**asdict(opts), "jobs": jobs,
-                                                              "patches_dir": str(ps.root) if ps.root else None},
+                                                              "patches_dir": str(ps.patch_dir) if ps.patch_dir else None},
         "xsched_dir": str(xsched_dir) if xsched_dir else None, "cached": False,
     }
     if stamp.get("key") == key and all(Path(b).is_file() for b in binaries.values()):
@@ -173,7 +179,7 @@ def _build(opts: BuildOptions, cache: Path) -> dict[str, Any]:
         ui.info(f"{variant(opts)} is up to date: {binaries[opts.targets[0]]}")
         return summary
     with ui.step(f"Preparing source ({patches.describe(ps) if not opts.vanilla else 'vanilla, no patches'})"):
-        _, status = patches.prepare_source(fetched.tree, src, ps, commit)
+        _, status = patches.prepare_source(fetched.tree, src, ps, commit, fetched.manifest.get("tree_sha256"))
     summary["patches"] = [list(s) for s in status]
     stamp_path.unlink(missing_ok=True)
     env = {"CCACHE_BASEDIR": str(cache / "builds"), "CCACHE_NOHASHDIR": "1"}

@@ -40,18 +40,23 @@ def cli(ctx: click.Context, cache_dir: str | None, debug: bool) -> None:
 
 
 _SOURCE_HELP = "auto (git, then pypi), git, pypi, or a local directory/tarball [env XSCHED_LLAMA_SOURCE]."
+_COMMIT_HELP = "Supported llama.cpp commit (a SHA prefix; default: the newest; list: pins.json)."
+_commit_opt = click.option("--llama-commit", "llama_commit", metavar="SHA", help=_COMMIT_HELP)
 
 
 @cli.command()
 @click.option("--source", default=None, help=_SOURCE_HELP)
+@_commit_opt
 @click.option("--assume-commit", metavar="SHA", help="Trust that a plain local tree is this commit.")
 @click.option("--force", is_flag=True, help="Fetch again even if cached.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 @click.pass_context
-def fetch(ctx: click.Context, source: str | None, assume_commit: str | None, force: bool, as_json: bool) -> None:
-    """Get llama.cpp at the pinned commit into the cache (pruned, with a manifest)."""
+def fetch(ctx: click.Context, source: str | None, llama_commit: str | None, assume_commit: str | None, force: bool,
+          as_json: bool) -> None:
+    """Get llama.cpp at a pinned commit into the cache (pruned, with a manifest)."""
     from . import fetch as fetch_mod
-    r = fetch_mod.fetch(source, cache=_cache(ctx), assume_commit=assume_commit, force=force)
+    r = fetch_mod.fetch(source, cache=_cache(ctx), commit=pins.resolve_commit(llama_commit),
+                        assume_commit=assume_commit, force=force)
     click.echo(f"llama.cpp {r.manifest['commit'][:12]} ({r.manifest['source']}: {r.manifest['origin']})"
                f"{' (cached)' if r.reused else ''}: {r.tree}", err=True)
     _emit({"tree": str(r.tree), "reused": r.reused, "attempts": r.attempts, **r.manifest}, as_json)
@@ -59,12 +64,13 @@ def fetch(ctx: click.Context, source: str | None, assume_commit: str | None, for
 
 def _build_options(vanilla: bool, cuda: bool, cuda_arch: str | None, targets: tuple[str, ...],
                    jobs: int | None, build_type: str, patches_dir: str | None, source: str | None,
-                   cmake_define: tuple[str, ...]) -> Any:
+                   cmake_define: tuple[str, ...], llama_commit: str | None) -> Any:
     from .build import BuildOptions
     return BuildOptions(cuda=cuda or bool(cuda_arch), cuda_arch=cuda_arch, vanilla=vanilla,
                         targets=list(targets) or ["llama-server"], jobs=jobs, build_type=build_type,
                         cmake_args=[f"-D{d}" for d in cmake_define],
-                        patches_dir=Path(patches_dir) if patches_dir else None, source=source)
+                        patches_dir=Path(patches_dir) if patches_dir else None, source=source,
+                        llama_commit=pins.resolve_commit(llama_commit))
 
 
 _build_opts = [
@@ -78,6 +84,7 @@ _build_opts = [
     click.option("--patches", "patches_dir", type=click.Path(file_okay=False),
                  help="Patch directory [env XSCHED_LLAMA_PATCHES; default: the package's patches/]."),
     click.option("--source", default=None, help=_SOURCE_HELP),
+    _commit_opt,
     click.option("-D", "cmake_define", multiple=True, metavar="VAR=VALUE", help="Extra CMake definition."),
 ]
 
@@ -173,17 +180,24 @@ def patches() -> None:
 @click.option("--patches", "patches_dir", type=click.Path(file_okay=False),
               help="Patch directory [env XSCHED_LLAMA_PATCHES; default: the checkout's or the package's patches/].")
 @click.option("--source", default=None, help=_SOURCE_HELP)
+@_commit_opt
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.pass_context
 def patches_checkout(ctx: click.Context, directory: str, patches_dir: str | None, source: str | None,
-                     as_json: bool) -> None:
+                     llama_commit: str | None, as_json: bool) -> None:
     """Make DIRECTORY a git repository: the pinned tree, the overlay, one commit per patch (branch xsched-llama)."""
     from . import fetch as fetch_mod
     from . import patches as patches_mod
     from . import workspace
-    fetched = fetch_mod.fetch(source, cache=_cache(ctx))
-    ps = patches_mod.load(Path(patches_dir) if patches_dir else None)
-    summary = workspace.checkout(Path(directory), ps, fetched.tree, str(fetched.manifest["commit"]))
+    commit = pins.resolve_commit(llama_commit)
+    fetched = fetch_mod.fetch(source, cache=_cache(ctx), commit=commit)
+    ps = patches_mod.load(Path(patches_dir) if patches_dir else None, commit)
+    port_from = None
+    if not pins.is_default(commit) and ps.series_dir is None:  # not ported yet: port the newest series
+        port_from = fetch_mod.fetch(source, cache=_cache(ctx)).tree
+        click.echo(f"llama.cpp {commit[:12]} has no series of its own yet: porting the newest one with git am -3",
+                   err=True)
+    summary = workspace.checkout(Path(directory), ps, fetched.tree, str(fetched.manifest["commit"]), port_from)
     _emit(summary, as_json)
     if not as_json:
         click.echo(f"{summary['checkout']}: branch {summary['branch']}, {len(ps.series)} patches on "

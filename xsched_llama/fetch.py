@@ -62,7 +62,7 @@ SOURCE_ENV = "XSCHED_LLAMA_SOURCE"
 
 def fetch(source: str | None = None, *, cache: Path | None = None, commit: str | None = None,
           assume_commit: str | None = None, git_url: str | None = None, force: bool = False) -> FetchResult:
-    """fetch() puts the pruned llama.cpp tree at `commit` (default: the pin) into the cache.
+    """fetch() puts the pruned llama.cpp tree at `commit` (default: the newest pinned commit) into the cache.
 
     `source` is auto, git, pypi, or a local path (directory or tarball); None means $XSCHED_LLAMA_SOURCE,
     else auto. Reuses the cache unless `force`.
@@ -185,8 +185,15 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _layout(commit: str) -> pins.Sdist:
+    """_layout() is the sdist pinned for `commit`, or the default one's layout for a commit without a pin."""
+    return pins.sdist(commit) if commit in pins.commits() else pins.sdist()
+
+
 def _from_pypi(tree: Path, work: Path, commit: str) -> dict[str, Any]:
-    sd = pins.sdist()
+    if commit not in pins.commits():
+        raise NetworkError(f"no llama-cpp-python sdist is pinned for llama.cpp {commit[:12]}")
+    sd = pins.sdist(commit)
     dl = work / "dl"
     try:
         run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", sd.project, "--timeout", "15",
@@ -206,7 +213,7 @@ def _from_pypi(tree: Path, work: Path, commit: str) -> dict[str, Any]:
 
 
 def _from_sdist_tarball(path: Path, tree: Path, commit: str) -> dict[str, Any]:
-    sd = pins.sdist()
+    sd = _layout(commit)
     try:
         tf = tarfile.open(path)
     except (tarfile.TarError, OSError) as e:
@@ -294,7 +301,7 @@ def _gitdir_head(path: Path) -> str | None:
 
 
 def _from_dir(path: Path, tree: Path, commit: str, assume: str | None, label: str) -> dict[str, Any]:
-    sd = pins.sdist()
+    sd = _layout(commit)
     how: str
     if (path / sd.commit_file).is_file() and (path / sd.vendor_dir).is_dir():
         found, how, path = (path / sd.commit_file).read_text(), "sdist submodule HEAD", path / sd.vendor_dir

@@ -34,14 +34,24 @@ class PatchSet:
     """Patch file names in the order they apply."""
     overlay: tuple[str, ...]
     """Overlay files, relative to overlay/ (POSIX paths)."""
+    series_dir: Path | None = None
+    """Where `series` and the patch files are: root, or root/commits/<sha12> for an older supported commit
+    (None: root)."""
+
+    @property
+    def patch_dir(self) -> Path | None:
+        """patch_dir is the directory holding `series` and the patch files."""
+        return self.series_dir or self.root
 
     def digest(self) -> str:
         """digest() is the SHA-256 over the series order, every patch and every overlay file."""
         h = hashlib.sha256(b"xsched-llama patch set v1\n")
         if self.root is None:
             return h.hexdigest()
+        pdir = self.patch_dir
+        assert pdir is not None
         for name in self.series:
-            h.update(b"P" + name.encode() + b"\0" + hashlib.sha256((self.root / name).read_bytes()).digest())
+            h.update(b"P" + name.encode() + b"\0" + hashlib.sha256((pdir / name).read_bytes()).digest())
         for rel in self.overlay:
             h.update(b"O" + rel.encode() + b"\0" +
                      hashlib.sha256((self.root / "overlay" / rel).read_bytes()).digest())
@@ -63,26 +73,41 @@ def default_dir() -> Path | None:
     return None
 
 
-def load(root: Path | None = None) -> PatchSet:
-    """load() reads `root` (default: default_dir()); a missing directory or `series` means no patches."""
+COMMITS_DIR = "commits"
+
+
+def commit_dir(root: Path, commit: str) -> Path:
+    """commit_dir() is root/commits/<commit[:12]>: the series ported to an older supported commit."""
+    return root / COMMITS_DIR / commit[:12]
+
+
+def load(root: Path | None = None, commit: str | None = None) -> PatchSet:
+    """load() reads `root` (default: default_dir()); a missing directory or `series` means no patches.
+
+    For a `commit` other than the default one whose series was ported (root/commits/<sha12>/series), the series
+    and patch files come from there; the overlay is always root/overlay (one overlay for every commit).
+    """
     root = root if root is not None else default_dir()
     if root is None:
         return EMPTY
     if not root.is_dir():
         raise UsageError(f"patch directory {root} does not exist")
+    pdir = root
+    if commit is not None and (commit_dir(root, commit) / "series").is_file():
+        pdir = commit_dir(root, commit)
     names: list[str] = []
-    series = root / "series"
+    series = pdir / "series"
     if series.is_file():
         for line in series.read_text().splitlines():
             name = line.split("#", 1)[0].strip()
             if not name:
                 continue
-            if not (root / name).is_file():
-                raise PatchError(f"{series} lists {name}, which is not in {root}")
+            if not (pdir / name).is_file():
+                raise PatchError(f"{series} lists {name}, which is not in {pdir}")
             names.append(name)
     ov = root / "overlay"
     overlay = sorted(p.relative_to(ov).as_posix() for p in ov.rglob("*") if p.is_file()) if ov.is_dir() else []
-    return PatchSet(root, tuple(names), tuple(overlay))
+    return PatchSet(root, tuple(names), tuple(overlay), None if pdir == root else pdir)
 
 
 def _git_apply(tree: Path, patch: Path, *extra: str) -> None:
@@ -115,8 +140,10 @@ def apply(ps: PatchSet, tree: Path, commit: str) -> list[tuple[str, str]]:
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)
         done.append((f"overlay/{rel}", "applied"))
+    pdir = ps.patch_dir
+    assert pdir is not None
     for name in ps.series:
-        patch = ps.root / name
+        patch = pdir / name
         try:
             _git_apply(tree, patch, "--reverse", "--check")
             done.append((name, "already applied"))
@@ -138,14 +165,18 @@ def apply(ps: PatchSet, tree: Path, commit: str) -> list[tuple[str, str]]:
     return done
 
 
-def prepare_source(pristine: Path, dest: Path, ps: PatchSet, commit: str) -> tuple[bool, list[tuple[str, str]]]:
+def prepare_source(pristine: Path, dest: Path, ps: PatchSet, commit: str,
+                   tree_sha256: str | None = None) -> tuple[bool, list[tuple[str, str]]]:
     """prepare_source() makes `dest` = `pristine` + `ps`, atomically; returns (changed, per-patch status).
 
-    Reuses `dest` when its stamp records the same commit and patch-set digest. Files whose content did
+    Reuses `dest` when its stamp records the same commit, pristine tree (`tree_sha256`, the fetch manifest's: a
+    refetch with another prune list changes it) and patch-set digest. Files whose content did
     not change since the previous `dest` keep their old mtime, changed ones get a new mtime, so an
     incremental CMake/Ninja build in the same build directory recompiles exactly what changed.
     """
     stamp = {"commit": commit, "patches": ps.digest(), "series": list(ps.series)}
+    if tree_sha256 is not None:
+        stamp["tree_sha256"] = tree_sha256
     old_stamp = dest / STAMP
     if old_stamp.is_file() and json.loads(old_stamp.read_text()) == stamp:
         return False, [(n, "cached") for n in ps.series]
@@ -184,6 +215,7 @@ def describe(ps: PatchSet) -> str:
     """describe() is a one-line summary for the console."""
     if ps.root is None:
         return "no patch directory"
-    return f"{len(ps.series)} patches, {len(ps.overlay)} overlay files from {ps.root}"
+    where = str(ps.root) if ps.series_dir is None else f"{ps.series_dir} and {ps.root}/overlay"
+    return f"{len(ps.series)} patches, {len(ps.overlay)} overlay files from {where}"
 
 

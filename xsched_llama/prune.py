@@ -11,6 +11,7 @@ from pathlib import Path
 _KEEP_FILES = frozenset({
     "CMakeLists.txt", "LICENSE", "scripts/ui-assets.cmake", "ggml/CMakeLists.txt", "tools/CMakeLists.txt",
     "tools/ui/CMakeLists.txt", "tools/ui/sources.cmake", "tools/ui/ui.cpp.in", "tools/ui/ui.h.in",
+    "tools/ui/embed.cpp",  # the UI embedder at 4df29be4f4c3 (later commits generate from ui.cpp.in)
     "models/ggml-vocab-qwen2.gguf",
 })
 _KEEP_DIRS = ("cmake/", "include/", "src/", "common/", "vendor/", "licenses/", "ggml/cmake/", "ggml/include/",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import click
 
@@ -120,11 +120,11 @@ def _serve_opts(f: Any) -> Any:
                    "--server-arg=0).")
 @click.option("--strict", is_flag=True, help="Exit 1 when a target is missed (targets are the H100's).")
 @_serve_opts
-def bench(model: Optional[str], shape: Optional[str], scenario_names: tuple[str, ...], builds: str, out_dir: str,
-          cuda: bool, ngl: Optional[int], ctx_size: Optional[int], slots: int, threads: Optional[int],
-          a_tokens: Optional[int], b_tokens: Optional[int], b_prompt_tokens: Optional[int], wrr_tokens: Optional[int],
-          reps: Optional[int], vanilla_server: Optional[str], patched_server: Optional[str], hw_priority_only: bool,
-          timeslice_us: Optional[int], startup_timeout: float, server_args: tuple[str, ...], strict: bool,
+def bench(model: str | None, shape: str | None, scenario_names: tuple[str, ...], builds: str, out_dir: str,
+          cuda: bool, ngl: int | None, ctx_size: int | None, slots: int, threads: int | None,
+          a_tokens: int | None, b_tokens: int | None, b_prompt_tokens: int | None, wrr_tokens: int | None,
+          reps: int | None, vanilla_server: str | None, patched_server: str | None, hw_priority_only: bool,
+          timeslice_us: int | None, startup_timeout: float, server_args: tuple[str, ...], strict: bool,
           **serve_flags: Any) -> None:
     """Benchmark the patched llama-server against vanilla llama.cpp (HPF, harvest, WRR, overhead, serve)."""
     names: list[str] = []
@@ -210,7 +210,7 @@ def _summary(doc: dict[str, Any], out: Path) -> None:
     click.echo(f"report: {out / 'report.json'}  plot: {out / 'report.png'}  logs: {out / 'logs'}")
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """main() runs `bench` standalone (python -m xsched_llama.bench): one-line errors, exit codes."""
     try:
         bench.main(args=argv, prog_name="xsched-llama bench", standalone_mode=False)

@@ -12,12 +12,13 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from .errors import BenchError
 
-Prompt = Union[str, Sequence[int]]
+Prompt = str | Sequence[int]
 
 
 def now() -> float:
@@ -30,19 +31,19 @@ class Completion:
     """Completion is what one request produced and when."""
 
     task: str                      # "A" or "B" (or any label)
-    priority: Optional[int]
+    priority: int | None
     n_predict: int
     prompt_tokens: int             # tokens the server evaluated (0 if unknown)
     t_send: float
-    t_first: Optional[float] = None  # first generated token arrived
-    t_end: Optional[float] = None    # last event arrived (or the request was cut)
+    t_first: float | None = None  # first generated token arrived
+    t_end: float | None = None    # last event arrived (or the request was cut)
     tokens: int = 0                  # tokens generated
     token_times: list[float] = field(default_factory=list)  # arrival time of token 1..tokens
     cancelled: bool = False          # cut by the client before the server finished
     timings: dict[str, Any] = field(default_factory=dict)   # the server's own `timings`
     xsched_timings: dict[str, Any] = field(default_factory=dict)  # patched server: ms since its handler got it
-    t_arrival: Optional[float] = None  # open-loop arrivals: when the request was due (t_send is when it went)
-    error: Optional[str] = None        # why the request failed (it is then not completed)
+    t_arrival: float | None = None  # open-loop arrivals: when the request was due (t_send is when it went)
+    error: str | None = None        # why the request failed (it is then not completed)
 
     @property
     def latency(self) -> float:
@@ -57,7 +58,7 @@ class Completion:
 
     def to_json(self, origin: float) -> dict[str, Any]:
         """to_json() returns the request as plain data, times relative to origin."""
-        def rel(t: Optional[float]) -> Optional[float]:
+        def rel(t: float | None) -> float | None:
             return None if t is None else round(t - origin, 6)
         return {
             "task": self.task, "priority": self.priority, "n_predict": self.n_predict,
@@ -114,13 +115,6 @@ def _call(url: str, method: str, path: str, body: Any, timeout: float) -> Any:
         raise BenchError(f"{method} {url}{path} answered something that is not JSON") from None
 
 
-def check_server(url: str, timeout: float = 5.0) -> None:
-    """check_server() raises BenchError unless a llama-server at url reports /health ok."""
-    health = get_json(url, "/health", timeout)
-    if not isinstance(health, dict) or health.get("status") != "ok":
-        raise BenchError(f"server at {url} is not ready: /health says {health!r}")
-
-
 def tokenize(url: str, text: str) -> list[int]:
     """tokenize() returns the server's token ids for text (no special tokens)."""
     ans = post_json(url, "/tokenize", {"content": text})
@@ -140,9 +134,9 @@ def make_prompt(url: str, n_tokens: int, salt: int = 0) -> list[int]:
     return (unit * reps)[:n_tokens]
 
 
-def complete(url: str, prompt: Prompt, n_predict: int, priority: Optional[int], *, task: str = "A",
-             stop: Optional[threading.Event] = None,
-             on_connect: Optional[Callable[[socket.socket, Completion], None]] = None,
+def complete(url: str, prompt: Prompt, n_predict: int, priority: int | None, *, task: str = "A",
+             stop: threading.Event | None = None,
+             on_connect: Callable[[socket.socket, Completion], None] | None = None,
              timeout: float = 900.0) -> Completion:
     """complete() sends one streamed /completion and returns its Completion.
 
@@ -184,7 +178,7 @@ def complete(url: str, prompt: Prompt, n_predict: int, priority: Optional[int], 
     return c
 
 
-def _read_events(resp: http.client.HTTPResponse, c: Completion, stop: Optional[threading.Event]) -> bool:
+def _read_events(resp: http.client.HTTPResponse, c: Completion, stop: threading.Event | None) -> bool:
     """_read_events() fills c from the stream; True when the final event (`stop: true`) arrived."""
     for raw in resp:
         line = raw.strip()

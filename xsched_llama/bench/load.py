@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from .client import Completion, Prompt, complete, now
 from .errors import BenchError
@@ -18,8 +18,8 @@ from .errors import BenchError
 class Neighbour:
     """Neighbour runs requests of one shape back to back on its own thread."""
 
-    def __init__(self, url: str, prompt_for: Callable[[int], Prompt], n_predict: int, priority: Optional[int],
-                 task: str = "B", n_predict_for: Optional[Callable[[int], int]] = None) -> None:
+    def __init__(self, url: str, prompt_for: Callable[[int], Prompt], n_predict: int, priority: int | None,
+                 task: str = "B", n_predict_for: Callable[[int], int] | None = None) -> None:
         self.url = url
         self.prompt_for = prompt_for   # request index -> prompt (a fresh prompt per request)
         self.n_predict = n_predict
@@ -27,11 +27,11 @@ class Neighbour:
         self.priority = priority
         self.task = task
         self.done: list[Completion] = []
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
         self._stop = threading.Event()
         self._started = threading.Event()
-        self._sock: Optional[socket.socket] = None
-        self._live: Optional[Completion] = None
+        self._sock: socket.socket | None = None
+        self._live: Completion | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"bench-{task}", daemon=True)
 

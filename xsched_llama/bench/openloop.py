@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from .client import Completion, Prompt, complete, now
 from .errors import BenchError
@@ -50,7 +50,7 @@ def draw_lengths(lo_hi: tuple[int, int], n: int, seed: int) -> list[int]:
 class OpenLoop:
     """OpenLoop sends planned requests at their times and collects what each produced."""
 
-    def __init__(self, url: str, plan: list[Planned], priority: Optional[int], task: str,
+    def __init__(self, url: str, plan: list[Planned], priority: int | None, task: str,
                  alive: Callable[[], bool] = lambda: True) -> None:
         self.url = url
         self.plan = plan

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Optional, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 NOT_MEASURED = "not measured"
 
 
 def bucket_quantile(bounds: Sequence[float], counts: Sequence[int], q: float,
-                    max_value: Optional[float] = None) -> Optional[float]:
+                    max_value: float | None = None) -> float | None:
     """bucket_quantile() is an upper bound of the q-quantile (0 < q <= 1) of a histogram: the upper bound of
     the bucket that holds the ceil(q * total)-th smallest sample.
 
@@ -65,7 +66,7 @@ def low_queue_rows(snapshot: Any) -> list[dict[str, Any]]:
     return [q for q in queues if prios and q.get("priority") == min(prios)]
 
 
-def _hist(row: dict[str, Any]) -> Optional[dict[str, Any]]:
+def _hist(row: dict[str, Any]) -> dict[str, Any] | None:
     p = row.get("preemption")
     if not isinstance(p, dict) or not isinstance(p.get("buckets"), list) or not isinstance(p.get("buckets_le_us"), list):
         return None
@@ -83,11 +84,11 @@ def figures(before: Any, after: Any) -> dict[str, Any]:
     hists = {n: h for n, q in rows_after.items() if (h := _hist(q)) is not None}
     if not hists:
         return {"measured": False, "status": NOT_MEASURED, "queues": sorted(rows_after)}
-    bounds: Optional[list[float]] = None
+    bounds: list[float] | None = None
     counts: list[int] = []
     count = measured = 0
     sum_us = 0.0
-    max_us: Optional[float] = None
+    max_us: float | None = None
     max_exact = True
     per_queue: dict[str, dict[str, Any]] = {}
     for name, h in hists.items():
@@ -125,7 +126,7 @@ def figures(before: Any, after: Any) -> dict[str, Any]:
             "buckets_le_us": bounds, "buckets": counts, "per_queue": per_queue}
 
 
-def p99_ms(fig: Optional[dict[str, Any]]) -> Optional[float]:
+def p99_ms(fig: dict[str, Any] | None) -> float | None:
     """p99_ms() is a figures() result's P99 in ms (None when not measured or no preemption happened)."""
     if not fig or not fig.get("measured") or fig.get("p99_us") is None:
         return None

@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from . import stats
 from .client import Completion
@@ -30,10 +30,10 @@ class Target:
     metric: str                  # key in the scenario's metrics ("cross:" prefix: patched / vanilla)
     op: str                      # "<=", ">=" or "within"
     bound: tuple[float, ...]
-    h100_vanilla: Optional[float] = None
+    h100_vanilla: float | None = None
     run: str = "patched"         # the run whose figure is judged
-    vanilla_run: Optional[str] = "vanilla"          # the run shown in the vanilla column (None: none)
-    hw_run: Optional[str] = "patched-hwprio"        # the run shown in the hw-priority-only column
+    vanilla_run: str | None = "vanilla"          # the run shown in the vanilla column (None: none)
+    hw_run: str | None = "patched-hwprio"        # the run shown in the hw-priority-only column
     scope: str = "scenario"      # "run": metric is a run-level figure (preemption over the whole run)
 
     @property
@@ -49,7 +49,7 @@ class Target:
         val = f"{self.bound[0]:.0%}" if self.percent else f"{self.bound[0]:g}"
         return f"{'≤' if self.op == '<=' else '≥'} {val}"
 
-    def check(self, value: Optional[float]) -> Optional[bool]:
+    def check(self, value: float | None) -> bool | None:
         """check() says whether value meets the bound (None when there is no value)."""
         if value is None:
             return None
@@ -94,8 +94,8 @@ TARGETS = (
 )
 
 
-def metric(results: dict[str, dict[str, ScenarioResult]], run: Optional[str], scenario: str,
-           key: str) -> Optional[float]:
+def metric(results: dict[str, dict[str, ScenarioResult]], run: str | None, scenario: str,
+           key: str) -> float | None:
     """metric() looks up results[run][scenario].metrics[key] (None when absent)."""
     res = results.get(run or "", {}).get(scenario)
     val = res.metrics.get(key) if res else None
@@ -103,7 +103,7 @@ def metric(results: dict[str, dict[str, ScenarioResult]], run: Optional[str], sc
 
 
 def evaluate(results: dict[str, dict[str, ScenarioResult]],
-             figures: Optional[dict[str, dict[str, Any]]] = None) -> list[dict[str, Any]]:
+             figures: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """evaluate() returns one row per target with a figure: vanilla, hw-priority-only, patched, pass.
 
     figures holds run-level figures (run -> key -> value, e.g. the preemption P99 over the whole run); a
@@ -144,7 +144,7 @@ def evaluate(results: dict[str, dict[str, ScenarioResult]],
     return rows
 
 
-def _fig(figures: dict[str, dict[str, Any]], run: Optional[str], key: str) -> Optional[float]:
+def _fig(figures: dict[str, dict[str, Any]], run: str | None, key: str) -> float | None:
     val = figures.get(run or "", {}).get(key)
     return float(val) if isinstance(val, (int, float)) and not isinstance(val, bool) else None
 
@@ -179,7 +179,7 @@ def write_json(path: Path, doc: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _fmt(v: Optional[float], pct: bool) -> str:
+def _fmt(v: float | None, pct: bool) -> str:
     if v is None:
         return "-"
     return f"{v:.1%}" if pct else f"{v:.3f}"
@@ -198,17 +198,3 @@ def table(rows: list[dict[str, Any]]) -> str:
     out = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(out)
-
-
-def latency_table(results: dict[str, dict[str, ScenarioResult]]) -> str:
-    """latency_table() lists the median A latency of every phase, per run."""
-    lines = []
-    for run, scen in results.items():
-        for name, res in scen.items():
-            for ph in res.phases:
-                a = [c for c in ph.requests if c.task == "A" and c.t_end is not None]
-                if a:
-                    lat = stats.median(c.latency for c in a)
-                    tps = stats.median(c.tokens_per_s for c in a)
-                    lines.append(f"{run:<15} {name:<12} {ph.name:<32} A {lat:7.3f} s  {tps:8.1f} tok/s")
-    return "\n".join(lines)

@@ -13,7 +13,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ..errors import XschedLlamaError
 from ..server import ServerProcess

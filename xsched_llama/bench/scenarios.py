@@ -8,7 +8,8 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
+from collections.abc import Callable
 
 from . import stats
 from .client import Completion, complete, get_json, make_prompt, now
@@ -68,7 +69,7 @@ class Context:
     url: str
     params: BenchParams
     priority: dict[str, int]  # role -> request priority: high, normal, wrr_a, wrr_b
-    set_weights: Optional[Callable[[int, int], None]] = None  # WRR weights of (wrr_a, wrr_b); None: no policy
+    set_weights: Callable[[int, int], None] | None = None  # WRR weights of (wrr_a, wrr_b); None: no policy
     log: Callable[[str], None] = lambda _msg: None
     name: str = ""                # the run (server configuration) this context belongs to
     alive: Callable[[], bool] = lambda: True   # False once the server process has exited
@@ -170,7 +171,7 @@ def _hpf(ctx: Context, name: str, neighbour: Neighbour, busy_tokens: int) -> Sce
     return res
 
 
-def _ratio(num: Optional[float], den: Optional[float]) -> Optional[float]:
+def _ratio(num: float | None, den: float | None) -> float | None:
     return num / den if num is not None and den is not None and den > 0 else None
 
 

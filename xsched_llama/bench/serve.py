@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import threading
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import XschedLlamaError
 from . import stats
@@ -78,7 +78,7 @@ def _serve(ctx: Context, sp: ServeParams, res: ScenarioResult) -> None:
     complete(ctx.url, prompts.get(sp.batch_prompt[1], 2), 4, prio_b, task="warm-up")
     m: dict[str, Any] = res.metrics
     m["workload"] = sp.to_json()
-    loads: list[Optional[float]]
+    loads: list[float | None]
     if sp.rates:
         rates, loads = list(sp.rates), [None] * len(sp.rates)
         cap = ctx.shared.get("serve_capacity")
@@ -332,20 +332,20 @@ def _ttfts(reqs: list[Completion]) -> list[float]:
             and not c.cancelled]
 
 
-def _spread(vals: list[Optional[float]]) -> dict[str, Optional[float]]:
+def _spread(vals: list[float | None]) -> dict[str, float | None]:
     v = sorted(x for x in vals if isinstance(x, (int, float)) and not isinstance(x, bool))
     if not v:
         return {"min": None, "median": None, "max": None, "n": 0}
     return {"min": v[0], "median": stats.median(v), "max": v[-1], "n": len(v)}
 
 
-def _ms(v: Optional[float]) -> str:
+def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f} ms"
 
 
-def _x(v: Optional[float]) -> str:
+def _x(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}x"
 
 
-def _pct(v: Optional[float]) -> str:
+def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.0%}"

@@ -13,7 +13,8 @@ Pure functions over Completion records (no I/O).
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
+from collections.abc import Iterable, Sequence
 
 from . import stats
 from .client import Completion
@@ -27,24 +28,24 @@ def completed(c: Completion) -> bool:
     return c.error is None and not c.cancelled and c.t_first is not None and c.t_end is not None and c.tokens > 0
 
 
-def ttft_ms(c: Completion) -> Optional[float]:
+def ttft_ms(c: Completion) -> float | None:
     """ttft_ms() is send -> first token in ms (None without a token)."""
     return None if c.t_first is None else (c.t_first - c.t_send) * 1e3
 
 
-def tpot_ms(c: Completion) -> Optional[float]:
+def tpot_ms(c: Completion) -> float | None:
     """tpot_ms() is the time per output token after the first, ms (None for one token or none)."""
     if c.t_first is None or c.t_end is None or c.tokens < 2:
         return None
     return (c.t_end - c.t_first) * 1e3 / (c.tokens - 1)
 
 
-def e2el_ms(c: Completion) -> Optional[float]:
+def e2el_ms(c: Completion) -> float | None:
     """e2el_ms() is send -> last event in ms."""
     return None if c.t_end is None else (c.t_end - c.t_send) * 1e3
 
 
-def latency_stats(name: str, values_ms: Iterable[float]) -> dict[str, Optional[float]]:
+def latency_stats(name: str, values_ms: Iterable[float]) -> dict[str, float | None]:
     """latency_stats() are mean/median/std/p90/p99/max of values (ms) as `mean_{name}_ms`, ... (None when empty)."""
     vals = [float(v) for v in values_ms]
     mean = sum(vals) / len(vals) if vals else None
@@ -73,7 +74,7 @@ def max_concurrency(reqs: Sequence[Completion]) -> int:
     return best
 
 
-def breakdown(c: Completion) -> Optional[dict[str, float]]:
+def breakdown(c: Completion) -> dict[str, float] | None:
     """breakdown() places a request's TTFT from the server's `xsched_timings` (ms since its HTTP handler got the
     request): routed (handler -> instance chosen), slot_wait (-> slot assigned), prompt_queue (-> prompt
     started), prompt (-> first token), outside (client TTFT minus the server's first-token time: the network,
@@ -87,7 +88,7 @@ def breakdown(c: Completion) -> Optional[dict[str, float]]:
     return {"routed": r, "slot_wait": s - r, "prompt_queue": p - s, "prompt": f - p, "outside": t - f}
 
 
-def ttft_split(c: Completion) -> Optional[tuple[float, float]]:
+def ttft_split(c: Completion) -> tuple[float, float] | None:
     """ttft_split() is (wait, prompt) in ms: the server's `timings.prompt_ms` and the rest of the TTFT (waiting
     for a slot, HTTP, queueing outside prompt processing). None without the server's timings."""
     t = ttft_ms(c)
@@ -98,7 +99,7 @@ def ttft_split(c: Completion) -> Optional[tuple[float, float]]:
 
 
 def class_metrics(reqs: Sequence[Completion], t0: float, t1: float,
-                  goodput: Optional[dict[str, dict[str, float]]] = None, closed_loop: bool = False,
+                  goodput: dict[str, dict[str, float]] | None = None, closed_loop: bool = False,
                   slowest: int = 5) -> dict[str, Any]:
     """class_metrics() are one class's figures in the window (t0, t1].
 
@@ -144,6 +145,6 @@ def class_metrics(reqs: Sequence[Completion], t0: float, t1: float,
     return m
 
 
-def ratio(num: Optional[float], den: Optional[float]) -> Optional[float]:
+def ratio(num: float | None, den: float | None) -> float | None:
     """ratio() is num/den when both are known and den > 0."""
     return num / den if num is not None and den is not None and den > 0 else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import UsageError
 
@@ -154,7 +154,7 @@ def estimate_s(sp: ServeParams, rates: list[float], startup_s: float) -> float:
     return startup_s + 3.0 + sp.repeats * per_repeat
 
 
-def describe(sp: ServeParams, rates: Optional[list[float]]) -> str:
+def describe(sp: ServeParams, rates: list[float] | None) -> str:
     """describe() is a one-line summary of the workload for the log."""
     rate = (", ".join(f"{r:.2f}/s" for r in rates) if rates else
             ", ".join(f"{f:g}x capacity" for f in sp.loads))

@@ -5,12 +5,13 @@ are those of the first interactive rate (the median over repeats where a spread 
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Union
+from typing import Any
+from collections.abc import Callable
 
-Value = Union[float, int, bool, str, None]
+Value = float | int | bool | str | None
 
 
-def _first(m: dict[str, Any], *path: Union[str, int]) -> Value:
+def _first(m: dict[str, Any], *path: str | int) -> Value:
     """_first() follows a path into points[0].repeats[0] (None where it is missing)."""
     cur: Any = m
     for key in ("points", 0, "repeats", 0, *path):
@@ -100,7 +101,7 @@ def _fmt(v: Value) -> str:
     return f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
 
 
-def serve_table(summary: dict[str, Any], short: Optional[Callable[[str], str]] = None) -> str:
+def serve_table(summary: dict[str, Any], short: Callable[[str], str] | None = None) -> str:
     """serve_table() renders serve_summary() as a fixed-width text table, one column per configuration."""
     names = [c["name"] for c in summary["configs"]]
     short = short or (lambda n: n.removeprefix("serve-"))

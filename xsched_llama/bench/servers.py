@@ -21,7 +21,7 @@ import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .client import get_json, post_json
 from .errors import BenchError
@@ -41,12 +41,12 @@ class ServerOptions:
 
     model: Path
     ngl: int = 99
-    ctx: Optional[int] = None       # -c; None: DEFAULT_CTX, and for the serve runs what the workload needs
+    ctx: int | None = None       # -c; None: DEFAULT_CTX, and for the serve runs what the workload needs
     slots: int = 2
-    threads: Optional[int] = None   # -t; None: the server's default
+    threads: int | None = None   # -t; None: the server's default
     extra: list[str] = field(default_factory=list)
 
-    def args(self, ctx: Optional[int] = None, slots: Optional[int] = None) -> list[str]:
+    def args(self, ctx: int | None = None, slots: int | None = None) -> list[str]:
         """args() is the common argv: model, offload, context, slots, threads (ctx/slots override the fields)."""
         c = ctx if ctx is not None else (self.ctx if self.ctx is not None else DEFAULT_CTX)
         out = ["-m", str(self.model), "-ngl", str(self.ngl), "-c", str(c), "-np", str(slots or self.slots)]
@@ -86,8 +86,8 @@ def instances(*levels: tuple[int, int, int]) -> str:
 
 
 def plan(builds: list[str], scenarios: list[str], binaries: dict[str, Path], opts: ServerOptions,
-         hw_only: bool = True, timeslice_us: Optional[int] = None,
-         serve: Optional[ServeParams] = None) -> list[RunSpec]:
+         hw_only: bool = True, timeslice_us: int | None = None,
+         serve: ServeParams | None = None) -> list[RunSpec]:
     """plan() lists the runs for the chosen builds and scenarios, in the order they are started.
 
     timeslice_us sets XSCHED_TIMESLICE_US (the WRR quantum) for the WRR run; None keeps the core's default.
@@ -135,7 +135,7 @@ def serve_plan(builds: list[str], binaries: dict[str, Path], opts: ServerOptions
 
 
 def _closed_loop(builds: list[str], scenarios: list[str], binaries: dict[str, Path], opts: ServerOptions,
-                 hw_only: bool, timeslice_us: Optional[int]) -> list[RunSpec]:
+                 hw_only: bool, timeslice_us: int | None) -> list[RunSpec]:
     prio = {"high": HIGH, "normal": NORMAL, "wrr_a": WRR_A, "wrr_b": WRR_B}
     common = opts.args()
     runs: list[RunSpec] = []
@@ -179,7 +179,7 @@ def set_weights(url: str, spec: RunSpec, wa: int, wb: int) -> None:
         post_json(url, "/xsched", {"instance": ids[prio], "weight": weight}, timeout=30.0)
 
 
-def find_binary(build: str, cuda: bool, override: Optional[str]) -> Path:
+def find_binary(build: str, cuda: bool, override: str | None) -> Path:
     """find_binary() returns the llama-server of a build: the flag, else the toolkit's build cache."""
     if override:
         path = Path(override)
@@ -194,7 +194,7 @@ def find_binary(build: str, cuda: bool, override: Optional[str]) -> Path:
     return found
 
 
-def _from_toolkit(build: str, cuda: bool) -> Optional[Path]:
+def _from_toolkit(build: str, cuda: bool) -> Path | None:
     """_from_toolkit() finds the toolkit's cached build (`xsched-llama build [--cuda] [--vanilla]`).
 
     CUDA builds are named per architecture (patched-cuda90); the newest one is taken.

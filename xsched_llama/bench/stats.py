@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 Interval = tuple[float, float]
 
@@ -19,7 +19,7 @@ def median(values: Iterable[float]) -> float:
     return float(statistics.median(vals))
 
 
-def ratio(num: float, den: float) -> Optional[float]:
+def ratio(num: float, den: float) -> float | None:
     """ratio() is num/den, or None when den is not positive."""
     return num / den if den > 0 else None
 
@@ -48,14 +48,14 @@ def rate(times: Sequence[float], t0: float, t1: float) -> float:
     return tokens_in(times, t0, t1) / (t1 - t0) if t1 > t0 else 0.0
 
 
-def steady_rate(times: Sequence[float]) -> Optional[float]:
+def steady_rate(times: Sequence[float]) -> float | None:
     """steady_rate() is the decode rate between the first and last token: (n-1)/(last-first)."""
     if len(times) < 2 or times[-1] <= times[0]:
         return None
     return (len(times) - 1) / (times[-1] - times[0])
 
 
-def rate_in(times: Sequence[float], windows: Sequence[Interval]) -> Optional[float]:
+def rate_in(times: Sequence[float], windows: Sequence[Interval]) -> float | None:
     """rate_in() is tokens per second over a set of disjoint windows; None if they are empty."""
     total = sum(max(0.0, b - a) for a, b in windows)
     if total <= 0:
@@ -88,7 +88,7 @@ def gaps(busy: Sequence[Interval], t0: float, t1: float, margin: float = 0.0) ->
     return [(a, b) for a, b in out if b > a]
 
 
-def overlap_ratio(times_a: Sequence[float], times_b: Sequence[float], start: float) -> Optional[float]:
+def overlap_ratio(times_a: Sequence[float], times_b: Sequence[float], start: float) -> float | None:
     """overlap_ratio() is A's tokens/s over B's while both ran: from start until the first finished."""
     if not times_a or not times_b:
         return None
@@ -98,7 +98,7 @@ def overlap_ratio(times_a: Sequence[float], times_b: Sequence[float], start: flo
 
 
 def series(times: Sequence[float], t0: float, t1: float, bins: int = 60,
-           active: Optional[Sequence[tuple[float, float]]] = None) -> list[tuple[float, float]]:
+           active: Sequence[tuple[float, float]] | None = None) -> list[tuple[float, float]]:
     """series() returns (bin centre, tokens/s) for `bins` equal half-open bins (a, b] over (t0, t1] (for the plot).
 
     With `active` (the (start, end) intervals when the task had a request in flight), a bin's rate is its tokens
@@ -121,7 +121,7 @@ def series(times: Sequence[float], t0: float, t1: float, bins: int = 60,
     return out
 
 
-def percentile(values: Iterable[float], p: float) -> Optional[float]:
+def percentile(values: Iterable[float], p: float) -> float | None:
     """percentile() is the p-th percentile (0-100) with linear interpolation between the closest ranks,
     as numpy.percentile and vLLM's bench serve compute it; None for no values."""
     vals = sorted(values)
@@ -145,7 +145,7 @@ def intervals(times: Sequence[float]) -> list[float]:
     return out
 
 
-def quantile_ci(values: Iterable[float], q: float, conf: float = 0.95) -> tuple[Optional[float], Optional[float]]:
+def quantile_ci(values: Iterable[float], q: float, conf: float = 0.95) -> tuple[float | None, float | None]:
     """quantile_ci() is a distribution-free confidence interval of the q-quantile (0 < q < 1) from order
     statistics: the number of samples below the true quantile is Binomial(n, q). An end is None where n is
     too small to bound it (e.g. the upper end of a P99 from fewer than ~300 samples)."""

@@ -43,21 +43,21 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-#define CK(call)                                                                                \
-    do {                                                                                        \
-        cudaError_t e_ = (call);                                                                \
-        if (e_ != cudaSuccess) {                                                                \
+#define CK(call)                                                                                  \
+    do {                                                                                          \
+        cudaError_t e_ = (call);                                                                  \
+        if (e_ != cudaSuccess) {                                                                  \
             std::fprintf(stderr, "xsched_bench: %s failed: %s\n", #call, cudaGetErrorString(e_)); \
-            std::exit(1);                                                                       \
-        }                                                                                       \
+            std::exit(1);                                                                         \
+        }                                                                                         \
     } while (0)
-#define XK(call)                                                                                \
-    do {                                                                                        \
-        XResult r_ = (call);                                                                    \
-        if (r_ != kXSchedSuccess) {                                                             \
-            std::fprintf(stderr, "xsched_bench: %s failed: %s\n", #call, XResultName(r_));      \
-            std::exit(1);                                                                       \
-        }                                                                                       \
+#define XK(call)                                                                           \
+    do {                                                                                   \
+        XResult r_ = (call);                                                               \
+        if (r_ != kXSchedSuccess) {                                                        \
+            std::fprintf(stderr, "xsched_bench: %s failed: %s\n", #call, XResultName(r_)); \
+            std::exit(1);                                                                  \
+        }                                                                                  \
     } while (0)
 
 __device__ __forceinline__ unsigned long long GlobalTimerNs() {
@@ -143,8 +143,8 @@ int g_full_grid = 0;
 // MeasureLatency() measures, under a saturating low queue (unless !with_low),
 // either the high unit's start latency (burst == 0) or the completion time of a
 // burst of `burst` back-to-back full-grid 10 us high kernels (a decode step).
-LatencyResult MeasureLatency(const char *name, int kernel_us, bool gated, int threshold, bool stream_prio,
-                             int samples, int burst = 0, bool with_low = true) {
+LatencyResult MeasureLatency(const char *name, int kernel_us, bool gated, int threshold, bool stream_prio, int samples,
+                             int burst = 0, bool with_low = true) {
     int least = 0, greatest = 0;
     CK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
     GatedStream low(least, gated, threshold);
@@ -335,7 +335,8 @@ int main(int argc, char **argv) {
                     r.lat_us.size(), Pct(r.lat_us, 50), Pct(r.lat_us, 90), Pct(r.lat_us, 99), Pct(r.lat_us, 100));
     }
     std::printf("\n(a2) high burst of %d full-grid 10 us kernels: submit of the first -> all complete (us);\n"
-                "     kern = length of the LOW queue's kernels\n", kBurst);
+                "     kern = length of the LOW queue's kernels\n",
+                kBurst);
     std::printf("%-28s %6s %5s %6s %9s %9s %9s %9s\n", "config", "kern", "T", "n", "P50", "P90", "P99", "max");
     for (auto &r : bursts) {
         std::printf("%-28s %4dus %5d %6zu %9.1f %9.1f %9.1f %9.1f\n", r.config.c_str(), r.kernel_us, r.threshold,

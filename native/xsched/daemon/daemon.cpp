@@ -33,8 +33,8 @@ void Log(const char *fmt, ...) {
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     localtime_r(&ts.tv_sec, &tm);
-    std::fprintf(stderr, "%02d:%02d:%02d.%03ld xschedd: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 ts.tv_nsec / 1000000, buf);
+    std::fprintf(stderr, "%02d:%02d:%02d.%03ld xschedd: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+                 buf);
     std::fflush(stderr);
 }
 
@@ -211,7 +211,8 @@ int Daemon::Run() {
                 Accept();
             } else if (fd == sig_fd_) {
                 signalfd_siginfo si;
-                if (read(sig_fd_, &si, sizeof(si)) == sizeof(si)) stop_signal = si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM";
+                if (read(sig_fd_, &si, sizeof(si)) == sizeof(si))
+                    stop_signal = si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM";
             } else if (conns_.count(fd)) {
                 const size_t before = clients_.size();
                 OnConn(conns_[fd], evs[i].events);
@@ -229,7 +230,8 @@ int Daemon::Run() {
                 } else {  // the control socket: the process left (or died) when it closes
                     char buf[256];
                     const ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-                    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR) || (evs[i].events & (EPOLLHUP | EPOLLERR))) {
+                    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR) ||
+                        (evs[i].events & (EPOLLHUP | EPOLLERR))) {
                         RemoveClient(id, "closed its connection");
                         decide = true;
                     }
@@ -344,7 +346,8 @@ void Daemon::OnConn(Conn &c, uint32_t events) {
     for (cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != nullptr; cm = CMSG_NXTHDR(&mh, cm)) {
         if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
             const int k = static_cast<int>((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            for (int i = 0; i < k && i < 4; ++i) std::memcpy(&fds[nfds++], CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            for (int i = 0; i < k && i < 4; ++i)
+                std::memcpy(&fds[nfds++], CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
         }
     }
     auto close_fds = [&] {
@@ -433,7 +436,8 @@ void Daemon::Register(Conn &c, const std::string &line, const int *fds, int nfds
         return;
     }
     const std::string ok = "OK " + std::to_string(global::kProtocolVersion) + " " + std::to_string(next_id_) + " " +
-                           std::to_string(static_cast<unsigned>(opts_.policy)) + " " + std::to_string(opts_.timeslice_us) + "\n";
+                           std::to_string(static_cast<unsigned>(opts_.policy)) + " " +
+                           std::to_string(opts_.timeslice_us) + "\n";
     seg->header.policy.store(static_cast<uint32_t>(opts_.policy));
     seg->header.timeslice_us.store(opts_.timeslice_us);
     seg->header.heartbeat.fetch_add(1);
@@ -480,8 +484,8 @@ void Daemon::RemoveClient(uint64_t id, const std::string &why) {
         close(fd);
     }
     munmap(c.seg, sizeof(global::Segment));
-    Log("left: pid %d %s %s, %zu queues dropped, %zu processes", static_cast<int>(c.pid), c.name.c_str(),
-        why.c_str(), queues, clients_.size() - 1);
+    Log("left: pid %d %s %s, %zu queues dropped, %zu processes", static_cast<int>(c.pid), c.name.c_str(), why.c_str(),
+        queues, clients_.size() - 1);
     clients_.erase(it);
 }
 
@@ -613,7 +617,9 @@ void Daemon::Decide() {
 std::string Daemon::StatusJson() {
     std::vector<double> lat = latency_us_;
     std::sort(lat.begin(), lat.end());
-    auto pct = [&](double p) { return lat.empty() ? 0.0 : lat[std::min(lat.size() - 1, static_cast<size_t>(p * lat.size()))]; };
+    auto pct = [&](double p) {
+        return lat.empty() ? 0.0 : lat[std::min(lat.size() - 1, static_cast<size_t>(p * lat.size()))];
+    };
     const uint64_t now = global::NowNs();
     char head[768];
     std::snprintf(head, sizeof(head),
@@ -622,17 +628,20 @@ std::string Daemon::StatusJson() {
                   "\"decisions\": %" PRIu64 ", \"decision_latency_us\": {\"n\": %" PRIu64
                   ", \"window\": %zu, \"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"max\": %.1f}}, \"processes\": [",
                   global::kProtocolVersion, static_cast<int>(getpid()), static_cast<unsigned>(geteuid()),
-                  JsonString(opts_.socket_path).c_str(), PolicyName(opts_.policy), opts_.timeslice_us, opts_.max_clients,
-                  opts_.group.empty() ? "null" : JsonString(opts_.group).c_str(), (now - started_ns_) / 1e9, decisions_,
-                  latency_count_, lat.size(), pct(0.5), pct(0.9), pct(0.99), lat.empty() ? 0.0 : lat.back());
+                  JsonString(opts_.socket_path).c_str(), PolicyName(opts_.policy), opts_.timeslice_us,
+                  opts_.max_clients, opts_.group.empty() ? "null" : JsonString(opts_.group).c_str(),
+                  (now - started_ns_) / 1e9, decisions_, latency_count_, lat.size(), pct(0.5), pct(0.9), pct(0.99),
+                  lat.empty() ? 0.0 : lat.back());
     std::string o = head;
     bool first_c = true;
     for (auto &kv : clients_) {
         Client &c = kv.second;
         char ch[256];
-        std::snprintf(ch, sizeof(ch), "%s{\"id\": %" PRIu64 ", \"pid\": %d, \"uid\": %u, \"name\": %s, \"joined_s\": %.1f, \"queues\": [",
-                      first_c ? "" : ", ", c.id, static_cast<int>(c.pid), static_cast<unsigned>(c.uid), JsonString(c.name).c_str(),
-                      (now - c.joined_ns) / 1e9);
+        std::snprintf(ch, sizeof(ch),
+                      "%s{\"id\": %" PRIu64
+                      ", \"pid\": %d, \"uid\": %u, \"name\": %s, \"joined_s\": %.1f, \"queues\": [",
+                      first_c ? "" : ", ", c.id, static_cast<int>(c.pid), static_cast<unsigned>(c.uid),
+                      JsonString(c.name).c_str(), (now - c.joined_ns) / 1e9);
         o += ch;
         first_c = false;
         bool first_q = true;
@@ -641,15 +650,17 @@ std::string Daemon::StatusJson() {
             if (s.used.load() != 1) continue;
             const SlotState &ss = c.st[i];
             const bool susp = s.suspend.load() != 0;
-            const uint64_t sus_ns = s.suspended_ns.load() + (susp && ss.suspended && now > ss.suspended_since_ns ? now - ss.suspended_since_ns : 0);
+            const uint64_t sus_ns =
+                s.suspended_ns.load() +
+                (susp && ss.suspended && now > ss.suspended_since_ns ? now - ss.suspended_since_ns : 0);
             char q[512];
             std::snprintf(q, sizeof(q),
                           "%s{\"slot\": %u, \"name\": %s, \"priority\": %d, \"weight\": %d, \"group\": %" PRIu64
                           ", \"state\": \"%s\", \"ready\": %s, \"suspended\": %s, \"suspended_us\": %" PRIu64
                           ", \"units\": %" PRIu64 ", \"in_flight\": %" PRId64 "}",
-                          first_q ? "" : ", ", i, JsonString(global::GetName(&s)).c_str(), s.priority.load(), s.weight.load(),
-                          s.group.load(), StateName(s.state.load()), s.ready.load() ? "true" : "false", susp ? "true" : "false",
-                          sus_ns / 1000, s.units.load(), s.in_flight.load());
+                          first_q ? "" : ", ", i, JsonString(global::GetName(&s)).c_str(), s.priority.load(),
+                          s.weight.load(), s.group.load(), StateName(s.state.load()), s.ready.load() ? "true" : "false",
+                          susp ? "true" : "false", sus_ns / 1000, s.units.load(), s.in_flight.load());
             o += q;
             first_q = false;
         }

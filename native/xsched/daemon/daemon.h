@@ -50,9 +50,9 @@ public:
 private:
     // SlotState is the daemon's memory of one slot of a client.
     struct SlotState {
-        uint32_t gen = 0;       // the slot's gen when it was first seen
-        uint64_t order = 0;     // creation order across processes (0 = not seen)
-        bool suspended = false; // the daemon's last decision
+        uint32_t gen = 0;        // the slot's gen when it was first seen
+        uint64_t order = 0;      // creation order across processes (0 = not seen)
+        bool suspended = false;  // the daemon's last decision
         uint64_t suspended_since_ns = 0;
     };
     // Client is one registered process.
@@ -64,9 +64,9 @@ private:
         int fd = -1, evfd = -1, pidfd = -1;
         global::Segment *seg = nullptr;
         uint64_t joined_ns = 0;
-        uint32_t seen_edge = 0;     // edge_seq read at the last decision
-        uint32_t decided = 0;       // decided_seq written last
-        int32_t others_max = 0;     // last published others_max / others_any
+        uint32_t seen_edge = 0;  // edge_seq read at the last decision
+        uint32_t decided = 0;    // decided_seq written last
+        int32_t others_max = 0;  // last published others_max / others_any
         uint32_t others_any = 0;
         std::vector<SlotState> st;
     };
@@ -77,7 +77,7 @@ private:
         uid_t uid = 0;
         uint64_t deadline_ns = 0;
         std::string in;
-        std::string out;            // a status answer being written
+        std::string out;  // a status answer being written
         size_t sent = 0;
     };
 
@@ -99,11 +99,11 @@ private:
     int ep_ = -1, listen_fd_ = -1, sig_fd_ = -1;
     bool listening_ = false;
     uint64_t next_id_ = 1, next_order_ = 1, decisions_ = 0, started_ns_ = 0;
-    std::map<uint64_t, Client> clients_;          // by id (= join order)
-    std::map<int, uint64_t> client_fds_;          // control socket, doorbell or pidfd -> client id
-    std::map<int, Conn> conns_;                   // pending connections by fd
+    std::map<uint64_t, Client> clients_;  // by id (= join order)
+    std::map<int, uint64_t> client_fds_;  // control socket, doorbell or pidfd -> client id
+    std::map<int, Conn> conns_;           // pending connections by fd
     Clock::time_point wake_at_ = Clock::time_point::max();
-    std::vector<double> latency_us_;              // recent decision latencies (ring)
+    std::vector<double> latency_us_;  // recent decision latencies (ring)
     size_t latency_next_ = 0;
     uint64_t latency_count_ = 0;
 };

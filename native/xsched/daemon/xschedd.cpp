@@ -12,11 +12,10 @@
 
 namespace {
 
-const char kUsage[] =
-    "usage: xschedd --socket PATH [--policy HPF|WRR|NONE] [--timeslice-us N] [--group NAME]\n"
-    "               [--max-processes N] [--verbose]\n"
-    "Schedules the XQueues of every process that joins it (XSCHED_SCHEDULER=PATH) with one policy.\n"
-    "Stops cleanly on SIGINT/SIGTERM (every process falls back to local scheduling).\n";
+const char kUsage[] = "usage: xschedd --socket PATH [--policy HPF|WRR|NONE] [--timeslice-us N] [--group NAME]\n"
+                      "               [--max-processes N] [--verbose]\n"
+                      "Schedules the XQueues of every process that joins it (XSCHED_SCHEDULER=PATH) with one policy.\n"
+                      "Stops cleanly on SIGINT/SIGTERM (every process falls back to local scheduling).\n";
 
 // Fail() prints one line and exits with status 2 (bad usage).
 [[noreturn]] void Fail(const std::string &msg) {
@@ -30,7 +29,8 @@ long long ParseInt(const char *opt, const char *v, long long lo, long long hi) {
     char *end = nullptr;
     long long x = std::strtoll(v, &end, 10);
     if (errno != 0 || end == v || *end != '\0' || x < lo || x > hi) {
-        Fail(std::string(opt) + " " + v + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+        Fail(std::string(opt) + " " + v + ": expected an integer in [" + std::to_string(lo) + ", " +
+             std::to_string(hi) + "]");
     }
     return x;
 }

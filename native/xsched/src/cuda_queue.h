@@ -44,14 +44,10 @@ public:
     CudaQueue(const CudaQueue &) = delete;
     CudaQueue &operator=(const CudaQueue &) = delete;
 
-    const char *Platform() const override { return "cuda"; }
     XResult RecordMarker(std::shared_ptr<Marker> *out) override;
     XResult WaitMarker(Marker &m, const std::atomic<bool> &cancel) override;
     XResult Synchronize() override;
     void OnWorkerStart() override;
-
-    // stream() returns the wrapped stream.
-    cudaStream_t stream() const { return stream_; }
 
 private:
     const cudaStream_t stream_;

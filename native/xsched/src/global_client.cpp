@@ -127,8 +127,9 @@ bool GlobalClient::Connect(Session *s, std::string *why) {
     if (sent) {
         auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(global::kReplyTimeoutMs);
         while (reply.find('\n') == std::string::npos && reply.size() < 512) {
-            int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                            deadline - std::chrono::steady_clock::now()).count());
+            int left = static_cast<int>(
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now())
+                    .count());
             pollfd p{fd, POLLIN, 0};
             if (left <= 0 || poll(&p, 1, left) <= 0) break;
             char buf[256];
@@ -142,8 +143,8 @@ bool GlobalClient::Connect(Session *s, std::string *why) {
     if (!sent) {
         *why = "cannot register with " + path_ + " (" + std::strerror(errno) + ")";
     } else if (!answered) {
-        *why = path_ + " is not an xsched scheduler (no answer within " +
-               std::to_string(global::kReplyTimeoutMs) + " ms)";
+        *why =
+            path_ + " is not an xsched scheduler (no answer within " + std::to_string(global::kReplyTimeoutMs) + " ms)";
     } else if (reply.rfind("ERR ", 0) == 0) {
         *why = "the scheduler at " + path_ + " refused this process: " + Printable(reply.substr(4));
     } else if (reply.rfind("OK ", 0) == 0) {
@@ -153,8 +154,8 @@ bool GlobalClient::Connect(Session *s, std::string *why) {
         if (std::sscanf(reply.c_str(), "OK %u %llu %u %lld", &version, &id, &policy, &quantum) != 4) {
             *why = path_ + " is not an xsched scheduler (it answered '" + Printable(reply) + "')";
         } else if (version != global::kProtocolVersion) {
-            *why = "the scheduler at " + path_ + " speaks protocol " + std::to_string(version) +
-                   ", this process " + std::to_string(global::kProtocolVersion) + ": refusing it";
+            *why = "the scheduler at " + path_ + " speaks protocol " + std::to_string(version) + ", this process " +
+                   std::to_string(global::kProtocolVersion) + ": refusing it";
         } else {
             ok = true;
         }

@@ -71,10 +71,10 @@ public:
 private:
     // Session is one registration with one daemon.
     struct Session {
-        int fd = -1;                          // the control socket
-        int evfd = -1;                        // the doorbell (eventfd, also held by the daemon)
-        global::Segment *seg = nullptr;       // mapped for the process's lifetime (never unmapped)
-        std::vector<bool> used;               // slots taken
+        int fd = -1;                     // the control socket
+        int evfd = -1;                   // the doorbell (eventfd, also held by the daemon)
+        global::Segment *seg = nullptr;  // mapped for the process's lifetime (never unmapped)
+        std::vector<bool> used;          // slots taken
     };
     // sessions_ counts adopted-or-attempted sessions (part of Generation()).
     std::atomic<uint64_t> sessions_{0};
@@ -88,17 +88,17 @@ private:
 
     const std::string path_;
     const Hooks hooks_;
-    Mutex mu_;                                        // guards the session and the agent's state
-    std::condition_variable cv_;                      // wakes the agent (stop)
+    Mutex mu_;                    // guards the session and the agent's state
+    std::condition_variable cv_;  // wakes the agent (stop)
     Session session_ XSCHED_GUARDED_BY(mu_);
     bool stop_ XSCHED_GUARDED_BY(mu_) = false;
     std::string last_note_ XSCHED_GUARDED_BY(mu_);   // the last message printed
     std::atomic<global::Header *> header_{nullptr};  // the live session's header (read lock-free)
-    std::atomic<int> evfd_{-1};                       // its doorbell
-    std::atomic<bool> broken_{false};                 // the live session is lost
-    std::atomic<uint64_t> late_{0};                   // timed-out decisions
-    int stop_fd_ = -1;                                // eventfd that interrupts the agent's poll
-    std::thread agent_;                               // the agent thread (Start/Stop, serialised by the caller)
+    std::atomic<int> evfd_{-1};                      // its doorbell
+    std::atomic<bool> broken_{false};                // the live session is lost
+    std::atomic<uint64_t> late_{0};                  // timed-out decisions
+    int stop_fd_ = -1;                               // eventfd that interrupts the agent's poll
+    std::thread agent_;                              // the agent thread (Start/Stop, serialised by the caller)
 };
 
 // FetchGlobalStatus() asks the daemon at path for its status (JSON); false with a one-line *why.

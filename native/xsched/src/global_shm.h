@@ -43,20 +43,20 @@ constexpr size_t kNameLen = 64;
 // which the gate reads on every call (`suspend`).
 struct alignas(64) Slot {
     // ---- written by the client ----
-    std::atomic<uint32_t> used;             // 1 while a live queue owns the slot
-    std::atomic<uint32_t> gen;              // bumped each time the slot is taken (a new queue)
-    std::atomic<uint32_t> ready;            // Ready or an activity scope open
-    std::atomic<int32_t> priority;          // XHintPriority
-    std::atomic<int32_t> weight;            // XHintWeight
-    std::atomic<int32_t> state;             // XQueueState
-    std::atomic<uint64_t> group;            // XHintGroup (per process: the daemon qualifies it)
-    std::atomic<uint64_t> units;            // units admitted
-    std::atomic<int64_t> in_flight;         // units launched, not known complete
+    std::atomic<uint32_t> used;                // 1 while a live queue owns the slot
+    std::atomic<uint32_t> gen;                 // bumped each time the slot is taken (a new queue)
+    std::atomic<uint32_t> ready;               // Ready or an activity scope open
+    std::atomic<int32_t> priority;             // XHintPriority
+    std::atomic<int32_t> weight;               // XHintWeight
+    std::atomic<int32_t> state;                // XQueueState
+    std::atomic<uint64_t> group;               // XHintGroup (per process: the daemon qualifies it)
+    std::atomic<uint64_t> units;               // units admitted
+    std::atomic<int64_t> in_flight;            // units launched, not known complete
     std::atomic<uint64_t> name[kNameLen / 8];  // the queue's label, 8 bytes per word
     // ---- written by the daemon ----
     alignas(64) std::atomic<uint32_t> suspend;  // 1: the gate must not admit (read on every gate)
-    std::atomic<uint32_t> wake_seq;         // futex word of blocked gates: bumped on every change they must see
-    std::atomic<uint32_t> suspend_epoch;    // bumped at every suspension (0 -> 1)
+    std::atomic<uint32_t> wake_seq;             // futex word of blocked gates: bumped on every change they must see
+    std::atomic<uint32_t> suspend_epoch;        // bumped at every suspension (0 -> 1)
     std::atomic<uint32_t> pad;
     std::atomic<uint64_t> suspended_at_ns;  // CLOCK_MONOTONIC of the current suspension's start
     std::atomic<uint64_t> suspended_ns;     // finished suspensions, total
@@ -65,22 +65,22 @@ struct alignas(64) Slot {
 // Header starts a segment.
 struct alignas(64) Header {
     // ---- written by the client before it sends the segment ----
-    uint32_t magic;                         // kMagic
-    uint32_t version;                       // kProtocolVersion
-    uint32_t slots;                         // kSlots
-    uint32_t size;                          // sizeof(Segment)
+    uint32_t magic;    // kMagic
+    uint32_t version;  // kProtocolVersion
+    uint32_t slots;    // kSlots
+    uint32_t size;     // sizeof(Segment)
     // ---- written by the client ----
-    std::atomic<uint32_t> edge_seq;         // bumped (after publishing views) at every edge, hint, add, remove
+    std::atomic<uint32_t> edge_seq;  // bumped (after publishing views) at every edge, hint, add, remove
     std::atomic<uint32_t> pad0;
-    std::atomic<uint64_t> edge_at_ns;       // CLOCK_MONOTONIC of the last edge (decision latency)
+    std::atomic<uint64_t> edge_at_ns;  // CLOCK_MONOTONIC of the last edge (decision latency)
     // ---- written by the daemon ----
     alignas(64) std::atomic<uint32_t> decided_seq;  // futex word: the last edge_seq a decision covered
-    std::atomic<uint32_t> policy;           // the daemon's XPolicyType
-    std::atomic<int64_t> timeslice_us;      // the daemon's WRR quantum
-    std::atomic<uint64_t> heartbeat;        // bumped every kHeartbeatMs
-    std::atomic<uint32_t> others_gen;       // bumped whenever others_max or others_any changes
-    std::atomic<uint32_t> others_any;       // 1 while another process has a queue
-    std::atomic<int32_t> others_max;        // the highest priority among the other processes' queues
+    std::atomic<uint32_t> policy;                   // the daemon's XPolicyType
+    std::atomic<int64_t> timeslice_us;              // the daemon's WRR quantum
+    std::atomic<uint64_t> heartbeat;                // bumped every kHeartbeatMs
+    std::atomic<uint32_t> others_gen;               // bumped whenever others_max or others_any changes
+    std::atomic<uint32_t> others_any;               // 1 while another process has a queue
+    std::atomic<int32_t> others_max;                // the highest priority among the other processes' queues
 };
 
 // Segment is the whole shared memory of one joined process (a sealed memfd the client creates).

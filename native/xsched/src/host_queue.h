@@ -23,7 +23,6 @@ public:
     HostQueue(const HostQueue &) = delete;
     HostQueue &operator=(const HostQueue &) = delete;
 
-    const char *Platform() const override { return "host"; }
     XResult LaunchHost(LaunchCallback fn, void *data) override;
     XResult RecordMarker(std::shared_ptr<Marker> *out) override;
     XResult WaitMarker(Marker &m, const std::atomic<bool> &cancel) override;

@@ -23,8 +23,6 @@ class HwQueue {
 public:
     // ~HwQueue() waits for launched work and frees the platform queue.
     virtual ~HwQueue() = default;
-    // Platform() returns the platform name ("host", "cuda").
-    virtual const char *Platform() const = 0;
     // LaunchHost() appends fn(handle, data) to a host queue; NotSupported elsewhere.
     virtual XResult LaunchHost(LaunchCallback fn, void *data) {
         (void)fn;

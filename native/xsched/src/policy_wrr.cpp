@@ -94,9 +94,9 @@ private:
         turn_end_ = in.now + std::chrono::microseconds(in.timeslice_us * c.weight);
     }
 
-    Key holder_;                        // the client whose turn it is
-    XQueueHandle holder_first_ = 0;     // its oldest queue's handle
-    Clock::time_point turn_end_{};      // when its turn ends (if others are Ready)
+    Key holder_;                     // the client whose turn it is
+    XQueueHandle holder_first_ = 0;  // its oldest queue's handle
+    Clock::time_point turn_end_{};   // when its turn ends (if others are Ready)
 };
 
 }  // namespace

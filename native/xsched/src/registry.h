@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <vector>
 
 #include "mutex.h"
 
@@ -45,19 +44,6 @@ public:
         std::shared_ptr<T> obj = std::move(it->second);
         map_.erase(it);
         return obj;
-    }
-    // Size() returns the number of live handles.
-    size_t Size() {
-        Lock l(mu_);
-        return map_.size();
-    }
-    // All() returns every live object in handle (creation) order.
-    std::vector<std::shared_ptr<T>> All() {
-        Lock l(mu_);
-        std::vector<std::shared_ptr<T>> v;
-        v.reserve(map_.size());
-        for (auto &kv : map_) v.push_back(kv.second);
-        return v;
     }
 
 private:

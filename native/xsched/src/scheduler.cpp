@@ -27,8 +27,7 @@ Scheduler &Scheduler::Get(const Config &cfg) {
 
 Scheduler *Scheduler::Existing() { return g_scheduler.load(); }
 
-Scheduler::Scheduler(const Config &cfg)
-    : type_(cfg.type), policy_type_(cfg.policy), timeslice_us_(cfg.timeslice_us) {
+Scheduler::Scheduler(const Config &cfg) : type_(cfg.type), policy_type_(cfg.policy), timeslice_us_(cfg.timeslice_us) {
     if (type_ == kSchedulerLocal) policy_ = CreatePolicy(policy_type_);
     if (!cfg.global_path.empty()) {
         global_ = MakeGlobal(cfg.global_path);
@@ -283,7 +282,8 @@ void Scheduler::DropGlobalLocked() {
     joined_ = false;
     RescheduleLocked();  // the local decision is in force ...
     for (size_t i = 0; i < queues_.size(); ++i) {
-        if (i < slots_.size() && slots_[i] != nullptr) queues_[i]->AttachGlobal(nullptr);  // ... then the daemon's is lifted
+        if (i < slots_.size() && slots_[i] != nullptr)
+            queues_[i]->AttachGlobal(nullptr);  // ... then the daemon's is lifted
     }
     slots_.clear();
     if (wake_at_ != Clock::time_point::max()) cv_.notify_all();

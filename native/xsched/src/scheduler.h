@@ -96,24 +96,24 @@ private:
     // MakeGlobal() builds a global client for path with this scheduler's hooks.
     std::unique_ptr<GlobalClient> MakeGlobal(const std::string &path);
 
-    Mutex life_mu_;  // serialises thread start/stop (taken before mu_)
-    Mutex mu_;                    // guards the scheduler state below
-    std::condition_variable cv_;  // wakes the timer thread
-    XSchedulerType type_ XSCHED_GUARDED_BY(mu_);                          // Local or AppManaged
-    XPolicyType policy_type_ XSCHED_GUARDED_BY(mu_);                      // last Local policy
-    int64_t timeslice_us_ XSCHED_GUARDED_BY(mu_);                         // WRR quantum
-    std::unique_ptr<Policy> policy_ XSCHED_GUARDED_BY(mu_);               // null when AppManaged
-    std::vector<std::shared_ptr<XQueue>> queues_ XSCHED_GUARDED_BY(mu_);  // in creation order
+    Mutex life_mu_;                                          // serialises thread start/stop (taken before mu_)
+    Mutex mu_;                                               // guards the scheduler state below
+    std::condition_variable cv_;                             // wakes the timer thread
+    XSchedulerType type_ XSCHED_GUARDED_BY(mu_);             // Local or AppManaged
+    XPolicyType policy_type_ XSCHED_GUARDED_BY(mu_);         // last Local policy
+    int64_t timeslice_us_ XSCHED_GUARDED_BY(mu_);            // WRR quantum
+    std::unique_ptr<Policy> policy_ XSCHED_GUARDED_BY(mu_);  // null when AppManaged
+    std::vector<std::shared_ptr<XQueue>> queues_ XSCHED_GUARDED_BY(mu_);           // in creation order
     Clock::time_point wake_at_ XSCHED_GUARDED_BY(mu_) = Clock::time_point::max();  // next timer
-    bool stop_ XSCHED_GUARDED_BY(mu_) = false;                            // the thread exits
-    std::thread thread_;  // guarded by life_mu_
-    std::atomic<uint64_t> generation_{1};  // see Generation()
+    bool stop_ XSCHED_GUARDED_BY(mu_) = false;                                     // the thread exits
+    std::thread thread_;                                                           // guarded by life_mu_
+    std::atomic<uint64_t> generation_{1};                                          // see Generation()
     // Global scheduling (DESIGN.md, "Global scheduler"). global_ changes only under life_mu_, after the
     // old client was stopped and dropped; old clients are kept (retired_) so lock-free readers stay safe.
     std::unique_ptr<GlobalClient> global_;
-    std::atomic<GlobalClient *> global_live_{nullptr};      // global_.get(), for lock-free readers
-    std::vector<std::unique_ptr<GlobalClient>> retired_;    // clients replaced by SetGlobal (guarded by life_mu_)
-    bool joined_ XSCHED_GUARDED_BY(mu_) = false;            // the daemon decides for every queue
+    std::atomic<GlobalClient *> global_live_{nullptr};          // global_.get(), for lock-free readers
+    std::vector<std::unique_ptr<GlobalClient>> retired_;        // clients replaced by SetGlobal (guarded by life_mu_)
+    bool joined_ XSCHED_GUARDED_BY(mu_) = false;                // the daemon decides for every queue
     std::vector<global::Slot *> slots_ XSCHED_GUARDED_BY(mu_);  // while joined: queues_[i]'s slot (or null)
 };
 

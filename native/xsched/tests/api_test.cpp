@@ -46,8 +46,8 @@ TEST(NullAndForeignHandles) {
     CHECK_EQ_RES(HwQueueSynchronize(0), kXSchedErrorInvalidValue);
     CHECK_EQ_RES(HostQueueCreate(nullptr), kXSchedErrorInvalidValue);
     CHECK_EQ_RES(HostQueueLaunch(foreign, &RunUnit, nullptr), kXSchedErrorNotFound);
-    CHECK_EQ_RES(CudaQueueGet(&hwq, nullptr), XSchedCudaAvailable() ? kXSchedErrorInvalidValue
-                                                                     : kXSchedErrorNotSupported);
+    CHECK_EQ_RES(CudaQueueGet(&hwq, nullptr),
+                 XSchedCudaAvailable() ? kXSchedErrorInvalidValue : kXSchedErrorNotSupported);
     // An XQueue handle is not a HwQueue handle and vice versa.
     HostXQueue q;
     CHECK_EQ_RES(XQueueGate(q.hwq), kXSchedErrorNotFound);
@@ -158,7 +158,7 @@ TEST(EnvironmentValidation) {
     CheckEnvCase("XSCHED_BATCH", "32", false);  // > default threshold 16
     CheckEnvCase("XSCHED_CUDA_SYNC", "spin", false);
     CheckEnvCase("XSCHED_CUDA_SYNC", "block", true);
-    CheckEnvCase("XSCHED_SCHEDULER", "xschedd.sock", false);  // not absolute
+    CheckEnvCase("XSCHED_SCHEDULER", "xschedd.sock", false);                         // not absolute
     CheckEnvCase("XSCHED_SCHEDULER", ("/" + std::string(120, 'x')).c_str(), false);  // longer than sun_path
     // Launch config of new queues comes from the environment.
     setenv("XSCHED_THRESHOLD", "6", 1);

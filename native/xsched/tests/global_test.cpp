@@ -141,14 +141,19 @@ int ChildMain() {
             XSchedSnapshotInfo info;
             size_t n = 0;
             XSchedSnapshot(&info, nullptr, 0, &n);
-            reply(std::string("snap ") + (info.scheduler == kSchedulerGlobal ? "global" : info.scheduler == kSchedulerLocal ? "local" : "app") +
+            reply(std::string("snap ") +
+                  (info.scheduler == kSchedulerGlobal  ? "global"
+                   : info.scheduler == kSchedulerLocal ? "local"
+                                                       : "app") +
                   " " + XPolicyName(info.policy));
         } else if (cmd == "policy") {  // policy local|app|global NAME
             std::string pol;
             in >> pol;
             XPolicyType p = kPolicyHighestPriorityFirst;
             XPolicyFromName(pol.c_str(), &p);
-            XSchedulerType t = name == "local" ? kSchedulerLocal : name == "app" ? kSchedulerAppManaged : kSchedulerGlobal;
+            XSchedulerType t = name == "local" ? kSchedulerLocal
+                               : name == "app" ? kSchedulerAppManaged
+                                               : kSchedulerGlobal;
             reply(XResultName(XHintSetScheduler(t, p)));
         } else if (cmd == "raw") {  // raw PATH: register by hand
             std::string r;
@@ -172,7 +177,8 @@ int ChildMain() {
         } else if (cmd == "gate") {
             auto t0 = std::chrono::steady_clock::now();
             XResult r = XQueueGate(q->q.xq);
-            auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+            auto ns =
+                std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
             if (r == kXSchedSuccess) HostQueueLaunch(q->q.hwq, &RunSleepUnit, &q->unit);
             reply(std::string(XResultName(r)) + " " + std::to_string(ns));
         } else if (cmd == "sync") {
@@ -215,7 +221,8 @@ std::string ReadLine(int fd, int timeout_ms = 20000) {
     char c;
     auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     while (true) {
-        int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()).count());
+        int left = static_cast<int>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()).count());
         pollfd p{fd, POLLIN, 0};
         if (left <= 0 || poll(&p, 1, left) <= 0) return s;
         if (read(fd, &c, 1) != 1) return s;
@@ -240,7 +247,8 @@ pid_t Spawn(const std::vector<std::string> &argv, const std::vector<std::string>
     for (char **e = environ; *e != nullptr; ++e) {
         std::string kv = *e;
         bool overridden = false;
-        for (const std::string &x : env) overridden = overridden || kv.substr(0, kv.find('=') + 1) == x.substr(0, x.find('=') + 1);
+        for (const std::string &x : env)
+            overridden = overridden || kv.substr(0, kv.find('=') + 1) == x.substr(0, x.find('=') + 1);
         if (!overridden) envs.push_back(kv);
     }
     for (const std::string &x : env) envs.push_back(x);
@@ -341,7 +349,8 @@ struct Child {
     pid_t pid = -1;
     int to = -1, from = -1;
     std::string log;
-    Child(const std::string &dir, const std::string &name, const std::vector<std::string> &env) : log(dir + "/" + name + ".log") {
+    Child(const std::string &dir, const std::string &name, const std::vector<std::string> &env)
+        : log(dir + "/" + name + ".log") {
         pid = Spawn({"/proc/self/exe", "--child"}, env, log, &to, &from);
     }
     std::string Cmd(const std::string &line) {
@@ -409,9 +418,9 @@ TEST(GlobalHpfAcrossProcesses) {
         CHECK(r1[0] == 1);
         std::this_thread::sleep_for(std::chrono::milliseconds(60));
         std::vector<uint64_t> r2 = low.Row("q");
-        CHECK(r2[0] == 1 && r2[1] == r1[1]);  // nothing admitted while suspended
+        CHECK(r2[0] == 1 && r2[1] == r1[1]);           // nothing admitted while suspended
         CHECK(r2[2] <= r2[1] && r2[1] - r1[2] <= 16);  // at most the in-flight units ran on
-        REQUIRE(high.Ok("sync q"));  // Idle edge: the low queue resumes
+        REQUIRE(high.Ok("sync q"));                    // Idle edge: the low queue resumes
         CHECK(WaitFor([&] { return low.Row("q")[1] > r2[1]; }));
     }
     CHECK(low.Row("q")[3] > 0);  // suspended time is accounted
@@ -448,7 +457,8 @@ TEST(GlobalGroupsAcrossProcesses) {
     // rare sample with both running was seen once under a load average of 8 (open: docs/scheduler.md).
     CHECK(both * 10 <= samples);
     CHECK(p1_ran > 0 && p2_ran > 0);
-    std::printf("  WRR across processes: %d samples, p1 ran in %d, p2 in %d, both in %d\n", samples, p1_ran, p2_ran, both);
+    std::printf("  WRR across processes: %d samples, p1 ran in %d, p2 in %d, both in %d\n", samples, p1_ran, p2_ran,
+                both);
     CHECK(p1.Quit() == 0 && p2.Quit() == 0);
 }
 
@@ -488,7 +498,8 @@ TEST(GlobalClientKilled) {
         auto t0 = std::chrono::steady_clock::now();
         high.Kill(SIGKILL);
         CHECK(WaitFor([&] { return low.Row("q")[0] == 0; }, 5000));
-        worst_ms = std::max(worst_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        worst_ms = std::max(worst_ms,
+                            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
         CHECK(WaitFor([&] { return Processes(d.path) == 1; }));
     }
     std::printf("  %d kills of the high process: the low queue resumed after at most %.1f ms\n", Repeats(), worst_ms);
@@ -520,7 +531,8 @@ TEST(GlobalDaemonKilledAndRestarted) {
         auto t0 = std::chrono::steady_clock::now();
         d.Kill(SIGKILL);
         CHECK(WaitFor([&] { return low.Row("q")[0] == 0; }, 5000));  // local scheduling: nothing holds it back
-        worst_ms = std::max(worst_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        worst_ms = std::max(worst_ms,
+                            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
         CHECK(WaitFor([&] { return low.Snap() == "snap local HPF" && high.Snap() == "snap local HPF"; }, 5000));
         const uint64_t u = low.Row("q")[1];
         CHECK(WaitFor([&] { return low.Row("q")[1] > u + 5; }));  // and keeps serving
@@ -626,7 +638,8 @@ TEST(GlobalBadInputFallsBackLocally) {
     };
     const Case cases[] = {
         {"regular file", "\x01", "is not a socket, so not an xsched scheduler"},
-        {"http server", "HTTP/1.1 400 Bad Request\r\n\r\n", "is not an xsched scheduler (it answered 'HTTP/1.1 400 Bad Request?')"},
+        {"http server", "HTTP/1.1 400 Bad Request\r\n\r\n",
+         "is not an xsched scheduler (it answered 'HTTP/1.1 400 Bad Request?')"},
         {"silent server", "", "is not an xsched scheduler (no answer within 1000 ms)"},
         {"other protocol", "OK 99 1 1 5000\n", "speaks protocol 99, this process 1: refusing it"},
     };
@@ -687,15 +700,18 @@ TEST(GlobalBadInputFallsBackLocally) {
     {
         const std::string file = dir + "/file";
         std::ofstream(file) << "x\n";
-        pid_t pid = Spawn({std::getenv("XSCHED_TEST_XSCHEDD"), "--socket", file}, {}, dir + "/refuse.log", nullptr, nullptr);
+        pid_t pid =
+            Spawn({std::getenv("XSCHED_TEST_XSCHEDD"), "--socket", file}, {}, dir + "/refuse.log", nullptr, nullptr);
         int st = 0;
         waitpid(pid, &st, 0);
         CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
         Daemon d(dir);
-        pid = Spawn({std::getenv("XSCHED_TEST_XSCHEDD"), "--socket", d.path}, {}, dir + "/refuse.log", nullptr, nullptr);
+        pid =
+            Spawn({std::getenv("XSCHED_TEST_XSCHEDD"), "--socket", d.path}, {}, dir + "/refuse.log", nullptr, nullptr);
         waitpid(pid, &st, 0);
         CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
-        pid = Spawn({std::getenv("XSCHED_TEST_XSCHEDD"), "--socket", d.path, "--policy", "fifo"}, {}, dir + "/refuse.log", nullptr, nullptr);
+        pid = Spawn({std::getenv("XSCHED_TEST_XSCHEDD"), "--socket", d.path, "--policy", "fifo"}, {},
+                    dir + "/refuse.log", nullptr, nullptr);
         waitpid(pid, &st, 0);
         CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
         const std::string log = ReadFile(dir + "/refuse.log");

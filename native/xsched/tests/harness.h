@@ -98,42 +98,42 @@ inline XQueueInfo Row(XQueueHandle xq) {
 #define XT_CAT2(a, b) a##b
 #define XT_CAT(a, b) XT_CAT2(a, b)
 // TEST(name) defines and registers a test function.
-#define TEST(name)                                                          \
-    static void name();                                                     \
-    static ::xtest::Registrar XT_CAT(reg_, name)(#name, &name);             \
+#define TEST(name)                                              \
+    static void name();                                         \
+    static ::xtest::Registrar XT_CAT(reg_, name)(#name, &name); \
     static void name()
 // CHECK(cond) records a failure (and continues) when cond is false.
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
+#define CHECK(cond)                                                                       \
+    do {                                                                                  \
+        if (!(cond)) {                                                                    \
             std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            ++::xtest::Failures();                                                         \
-        }                                                                                  \
+            ++::xtest::Failures();                                                        \
+        }                                                                                 \
     } while (0)
 // CHECK_OK(expr) checks that an XResult expression is kXSchedSuccess.
-#define CHECK_EQ_RES(expr, want)                                                                          \
-    do {                                                                                                  \
-        XResult r_ = (expr);                                                                              \
-        if (r_ != (want)) {                                                                               \
-            std::fprintf(stderr, "%s:%d: %s returned %s, want %s\n", __FILE__, __LINE__, #expr,          \
-                         XResultName(r_), XResultName(want));                                             \
-            ++::xtest::Failures();                                                                        \
-        }                                                                                                 \
+#define CHECK_EQ_RES(expr, want)                                                                                 \
+    do {                                                                                                         \
+        XResult r_ = (expr);                                                                                     \
+        if (r_ != (want)) {                                                                                      \
+            std::fprintf(stderr, "%s:%d: %s returned %s, want %s\n", __FILE__, __LINE__, #expr, XResultName(r_), \
+                         XResultName(want));                                                                     \
+            ++::xtest::Failures();                                                                               \
+        }                                                                                                        \
     } while (0)
 #define CHECK_OK(expr) CHECK_EQ_RES(expr, kXSchedSuccess)
 // REQUIRE(cond) fails and leaves the test at once.
-#define REQUIRE(cond)                                                                        \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
+#define REQUIRE(cond)                                                                       \
+    do {                                                                                    \
+        if (!(cond)) {                                                                      \
             std::fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond); \
-            ++::xtest::Failures();                                                           \
-            return;                                                                          \
-        }                                                                                    \
+            ++::xtest::Failures();                                                          \
+            return;                                                                         \
+        }                                                                                   \
     } while (0)
 
 // XT_MAIN runs every test (or the one named in argv[1]) and checks that no
 // queue and no thread outlived it.
-#define XT_MAIN()                                                                                 \
+#define XT_MAIN() \
     int main(int argc, char **argv) { return ::xtest::RunAll(argc, argv); }
 
 namespace xtest {

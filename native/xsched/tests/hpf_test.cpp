@@ -103,8 +103,8 @@ TEST(PriorityAndPolicyChangesUnderLoad) {
         CHECK_OK(XHintWeight(a.xq, 1 + i % 5));
     }
     CHECK_OK(XHintPriority(a.xq, 0));  // equal priorities: HPF runs both
-    const XPolicyType cycle[] = {kPolicyWeightedRoundRobin, kPolicyNone, kPolicyHighestPriorityFirst,
-                                 kPolicyNone, kPolicyWeightedRoundRobin};
+    const XPolicyType cycle[] = {kPolicyWeightedRoundRobin, kPolicyNone, kPolicyHighestPriorityFirst, kPolicyNone,
+                                 kPolicyWeightedRoundRobin};
     for (XPolicyType p : cycle) {
         CHECK_OK(XHintSetScheduler(kSchedulerLocal, p));
         uint64_t ba = ua.executed.load(), bb = ub.executed.load();

@@ -24,8 +24,8 @@ struct SimDevice {
 struct Unit {
     std::atomic<uint64_t> executed{0};
     std::atomic<int> cost_us{0};
-    SimDevice *device = nullptr;         // if set, units of all queues sharing it run one at a time
-    std::atomic<bool> *hold = nullptr;   // if set, a unit waits while *hold is true
+    SimDevice *device = nullptr;        // if set, units of all queues sharing it run one at a time
+    std::atomic<bool> *hold = nullptr;  // if set, a unit waits while *hold is true
 };
 
 // RunUnit is the host callback of a Unit.

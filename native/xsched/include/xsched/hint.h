@@ -66,7 +66,8 @@ XSCHED_API const char *XPolicyName(XPolicyType policy);
  * XSCHED_PREEMPT_BUCKETS - 1 with the inclusive upper bounds (microseconds)
  * XSCHED_PREEMPT_BOUNDS_US, the last one unbounded (+Inf). */
 #define XSCHED_PREEMPT_BUCKETS 12
-#define XSCHED_PREEMPT_BOUNDS_US {50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 5000, 20000}
+#define XSCHED_PREEMPT_BOUNDS_US \
+    { 50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 5000, 20000 }
 
 /* XPreemptStats is one queue's preemption record. A preemption is a
  * suspension by the scheduler while the queue had launched units that were
@@ -78,30 +79,30 @@ XSCHED_API const char *XPolicyName(XPolicyType policy);
  * the launching thread reached only after the drain, the latency is an upper
  * bound (the drain ended earlier). */
 typedef struct {
-    uint64_t count;                               /* preemptions */
-    uint64_t measured;                            /* of those, with a latency */
-    uint64_t sum_us;                              /* sum of the measured latencies */
-    uint64_t max_us;                              /* the largest one */
-    uint64_t buckets[XSCHED_PREEMPT_BUCKETS];     /* measured latencies per bucket (not cumulative) */
+    uint64_t count;                           /* preemptions */
+    uint64_t measured;                        /* of those, with a latency */
+    uint64_t sum_us;                          /* sum of the measured latencies */
+    uint64_t max_us;                          /* the largest one */
+    uint64_t buckets[XSCHED_PREEMPT_BUCKETS]; /* measured latencies per bucket (not cumulative) */
 } XPreemptStats;
 
 /* XQueueInfo is one queue's row of a scheduler snapshot. */
 typedef struct {
     XQueueHandle handle;
-    char name[64];              /* from XQueueSetName, "" if unset */
+    char name[64]; /* from XQueueSetName, "" if unset */
     int32_t priority;
     int32_t weight;
     XQueueState state;
-    int32_t suspended;          /* 1 while the scheduler holds it back */
-    int32_t active_scopes;      /* open activity scopes */
+    int32_t suspended;     /* 1 while the scheduler holds it back */
+    int32_t active_scopes; /* open activity scopes */
     int64_t threshold;
     int64_t batch_size;
-    int64_t in_flight;          /* units launched, not known complete */
-    uint64_t units_launched;    /* total units admitted by gate or worker */
-    uint64_t suspended_us;      /* total time spent suspended */
-    uint64_t gate_blocked_us;   /* total time callers spent blocked in gates */
-    uint64_t group;             /* XHintGroup, 0 if none */
-    XPreemptStats preempt;      /* preemption latency of this queue (see XPreemptStats) */
+    int64_t in_flight;        /* units launched, not known complete */
+    uint64_t units_launched;  /* total units admitted by gate or worker */
+    uint64_t suspended_us;    /* total time spent suspended */
+    uint64_t gate_blocked_us; /* total time callers spent blocked in gates */
+    uint64_t group;           /* XHintGroup, 0 if none */
+    XPreemptStats preempt;    /* preemption latency of this queue (see XPreemptStats) */
 } XQueueInfo;
 
 /* XSchedSnapshotInfo describes the scheduler as a whole. */
@@ -109,7 +110,7 @@ typedef struct {
     XSchedulerType scheduler;
     XPolicyType policy;
     int64_t timeslice_us;
-    size_t n_queues;            /* queues alive (may exceed the rows written) */
+    size_t n_queues; /* queues alive (may exceed the rows written) */
 } XSchedSnapshotInfo;
 
 /* XSchedGeneration() returns a number that changes whenever a queue is created or destroyed, a hint is set

@@ -2,7 +2,7 @@
 # gpu-proof.sh: the whole GPU proof (patches, server, benchmarks) as one pipeline on an NVIDIA machine.
 #
 # usage (repository root, after `pip install --no-build-isolation --no-deps .`):
-#   scripts/gpu-proof.sh OUTDIR [STEP...]
+#   scripts/gpu/gpu-proof.sh OUTDIR [STEP...]
 # STEP (default: all; all runs both builds at once, then smoke, vanilla-driver, wrr, bench, overhead, hpf, baseline):
 #   build-patched   xsched-llama build --cuda (llama-server, llama-bench, xsched-ctx-bench)
 #   synth           xsched-llama model synth --shape qwen3-8b (runs beside build-patched under "all")
@@ -10,12 +10,13 @@
 #                   build-patched and smoke
 #   smoke           xsched-ctx-bench -v for 2 s per phase and tests/test_server_gpu.py on the synthetic model
 #   vanilla-driver  xsched-ctx-bench built against the vanilla build (the driver's vanilla columns)
-#   wrr overhead hpf baseline   the groups of patches/overlay/tools/xsched-ctx-bench/run-gpu-proof.sh
+#   wrr overhead hpf baseline   the groups of scripts/gpu/ctx-bench-proof.sh
 #   bench           xsched-llama bench --cuda (vanilla, patched, hw-priority only, WRR)
 # OUTDIR gets one log per step, summary.txt (every command, its status and duration, the result lines),
 # ctx/ (the driver's JSON and logs) and bench/ (report.json, report.png, server logs).
-# Environment: CUDA_ARCH (90), JOBS (core count), DURATION (s per driver phase, 6), MODEL (skip synth),
-# COMMIT (recorded in the summary when the tree is no git checkout), BENCH_ARGS (extra words for the bench,
+# Environment: XSCHED_LLAMA_CUDA_ARCH (90), XSCHED_LLAMA_JOBS (core count), XSCHED_LLAMA_DURATION (s per driver
+# phase, 6), XSCHED_LLAMA_MODEL (skip synth), XSCHED_LLAMA_REVISION (recorded in the summary when the tree is no git
+# checkout), XSCHED_LLAMA_BENCH_ARGS (extra words for the bench,
 # e.g. "--scenario wrr --builds patched"), XSCHED_LLAMA_CACHE (the toolkit's cache). A step that fails is
 # recorded and the pipeline goes on; the exit status is 1 if any failed. Steps given by name run in the
 # order given (e.g. `build-patched synth wrr bench` re-measures WRR only).
@@ -24,11 +25,15 @@ set -uo pipefail
 [ $# -ge 1 ] || { sed -n '2,20p' "$0"; exit 2; }
 out_arg=$1
 shift
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ARCH=${CUDA_ARCH:-90}
-JOBS=${JOBS:-$(nproc)}
-export DURATION=${DURATION:-6}
-PROOF=$root/patches/overlay/tools/xsched-ctx-bench/run-gpu-proof.sh
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=scripts/lib/common.sh
+. "$root/scripts/lib/common.sh"
+ARCH=${XSCHED_LLAMA_CUDA_ARCH:-90}
+export XSCHED_LLAMA_CUDA_ARCH=$ARCH
+JOBS=${XSCHED_LLAMA_JOBS:-$(nproc)}
+export XSCHED_LLAMA_DURATION=${XSCHED_LLAMA_DURATION:-6}
+MODEL=${XSCHED_LLAMA_MODEL:-}
+PROOF=$root/scripts/gpu/ctx-bench-proof.sh
 ALL=(build-patched synth build-vanilla smoke vanilla-driver wrr bench overhead hpf baseline)
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(all)
@@ -74,9 +79,10 @@ do_synth() {
 
 smoke_tests() {
     local d
-    d=$(cd "${XSCHED_LLAMA_CACHE:-$HOME/.cache/xsched-llama}/builds/patched-cuda$ARCH/build/bin" && pwd) || return 1
+    d=$(build_root --cuda --cuda-arch "$ARCH" --target llama-server --target llama-bench --target xsched-ctx-bench) \
+        || return 1
     echo "+ xsched-ctx-bench -m $MODEL --scenario hpf-decode --duration 2 -v (full log: smoke-ctx.log)"
-    timeout 120 "$d/xsched-ctx-bench" -m "$MODEL" --scenario hpf-decode --duration 2 -v > "$OUT/smoke-ctx.log" 2>&1
+    timeout 120 "$d/build/bin/xsched-ctx-bench" -m "$MODEL" --scenario hpf-decode --duration 2 -v > "$OUT/smoke-ctx.log" 2>&1
     echo "rc=$?"
     grep -E "xsched|xqueue|CUDA graphs|^phase|^solo|^concurrent|^[AB]_|rror" "$OUT/smoke-ctx.log" | sort | uniq -c | head -40
     echo "+ python -m pytest -m gpu tests/test_server_gpu.py (XSCHED_LLAMA_TEST_MODEL=$MODEL)"
@@ -87,14 +93,14 @@ do_smoke() { model && step smoke smoke_tests; }
 
 do_group() {  # do_group GROUP: one group of run-gpu-proof.sh into ctx/
     model || return 1
-    step "ctx-$1" sh "$PROOF" "$MODEL" "$1" "$CTX"
+    step "ctx-$1" bash "$PROOF" "$MODEL" "$1" "$CTX"
     grep -vE "^\+" "$OUT/ctx-$1.log" | sed "s/^/  [$1] /" >> "$S"
 }
 
 do_bench() {
     model || return 1
-    # shellcheck disable=SC2086  # BENCH_ARGS is a list of words
-    step bench xsched-llama bench --cuda --model "$MODEL" --out "$OUT/bench" ${BENCH_ARGS:-}
+    # shellcheck disable=SC2086  # XSCHED_LLAMA_BENCH_ARGS is a list of words
+    step bench xsched-llama bench --cuda --model "$MODEL" --out "$OUT/bench" ${XSCHED_LLAMA_BENCH_ARGS:-}
     tail -40 "$OUT/bench.log" | sed 's/^/  [bench] /' >> "$S"
 }
 
@@ -110,7 +116,7 @@ run_one() {
     esac
 }
 
-{ echo "gpu-proof.sh $(date -u +%FT%TZ) commit ${COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')}"
+{ echo "gpu-proof.sh $(date -u +%FT%TZ) commit ${XSCHED_LLAMA_REVISION:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')}"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true; } >> "$S"
 
 failed=()

@@ -5,7 +5,7 @@
 # the toolkit's cuda.h (the GPU machine's driver provides the real one). Each binary is stripped and
 # xz-compressed (an 82 MB sm_90 llama-server becomes ~42 MB).
 #
-# usage: scripts/cross-build-cuda.sh OUTDIR [--vanilla | --vanilla-only] [--arch SM] [--jobs N]
+# usage: scripts/gpu/cross-build-cuda.sh OUTDIR [--vanilla | --vanilla-only] [--arch SM] [--jobs N]
 #   OUTDIR     gets patched-server.xz (vanilla-server.xz), libxsched.so and manifest.txt (sha256 of each
 #              uncompressed binary, the commit, the CUDA version)
 #   --vanilla  also build the unpatched commit
@@ -20,9 +20,10 @@
 # exit status: 0 built, 1 failed (or a tool is missing), 2 bad arguments, 3 the cuBLAS wheel could not be downloaded
 set -euo pipefail
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
-die() { echo "error: $*" >&2; exit 1; }
-usage() { echo "error: $* (usage: scripts/cross-build-cuda.sh OUTDIR [--vanilla | --vanilla-only] [--arch SM] [--jobs N])" >&2; exit 2; }
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=scripts/lib/common.sh
+. "$repo/scripts/lib/common.sh"
+usage() { echo "error: $* (usage: scripts/gpu/cross-build-cuda.sh OUTDIR [--vanilla | --vanilla-only] [--arch SM] [--jobs N])" >&2; exit 2; }
 
 out=""
 vanilla=0
@@ -46,8 +47,8 @@ done
 for t in nvcc cc strip xz python3 xsched-llama; do
     command -v "$t" >/dev/null || die "$t not found"
 done
-# shellcheck source=cuda-lib.sh
-. "$repo/scripts/cuda-lib.sh"
+# shellcheck source=scripts/lib/cuda.sh
+. "$repo/scripts/lib/cuda.sh"
 ver=$(cuda_version)
 cache=$(toolkit_cache)
 

@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # gpu-run4.sh: the GPU proof of 2026-12-02 (run 4: segments, the preemption histogram, the serve scenario) on an
-# offline GPU machine with carried binaries (scripts/cross-build-cuda.sh), driven through scripts/gpu-carried.sh.
+# offline GPU machine with carried binaries (scripts/gpu/cross-build-cuda.sh), driven through scripts/gpu/gpu-carried.sh.
 # The commands of every figure in docs/results/h200-2026-12-02-run4/ are the functions below.
 #
 # usage (repository root):
-#   scripts/gpu-run4.sh setup CARRY...      unpack each carried folder (wheels, ggml-vocab-qwen2.gguf, *.xz binaries,
+#   scripts/gpu/gpu-run4.sh setup CARRY...      unpack each carried folder (wheels, ggml-vocab-qwen2.gguf, *.xz binaries,
 #                                           libxsched.so) and synthesize the models (qwen3-8b, qwen3-0.6b, qwen3-1.7b)
-#   scripts/gpu-run4.sh chain STEP...       run the steps one after the other as one background job "chain"
-#   scripts/gpu-run4.sh run STEP            run one step in the foreground
-# STEP: smoke b06 b8 b17 s8 s06 diag alt (see the functions). Collect with `scripts/gpu-carried.sh wait S OUT`.
-# environment: GC_DIR (scripts/gpu-carried.sh), BENCH_EXTRA (more words for every bench)
+#   scripts/gpu/gpu-run4.sh chain STEP...       run the steps one after the other as one background job "chain"
+#   scripts/gpu/gpu-run4.sh run STEP            run one step in the foreground
+# STEP: smoke b06 b8 b17 s8 s06 diag alt (see the functions). Collect with `scripts/gpu/gpu-carried.sh wait S OUT`.
+# environment: GC_DIR (scripts/gpu/gpu-carried.sh), BENCH_EXTRA (more words for every bench)
 set -uo pipefail
-cd "$(dirname "$0")/.." || exit 1
-G=scripts/gpu-carried.sh
+cd "$(dirname "$0")/../.." || exit 1
+# shellcheck source=scripts/lib/common.sh
+. scripts/lib/common.sh
+# shellcheck source=scripts/lib/steps.sh
+. scripts/lib/steps.sh
+G=scripts/gpu/gpu-carried.sh
 eval "$($G env)"
-die() { echo "error: $*" >&2; exit 1; }
 B=(python3 -m xsched_llama bench --cuda --vanilla-server "$VANILLA" --patched-server "$PATCHED")
 M8=$MODELS/synth-qwen3-8b-q8_0.gguf
 M06=$MODELS/synth-qwen3-0.6b-q8_0.gguf
@@ -65,18 +68,7 @@ setup)
     done
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     ;;
-run)
-    [ $# -eq 1 ] && declare -F "step_$1" > /dev/null || die "run STEP (one of: smoke b06 b8 b17 s8 s06 diag alt)"
-    "step_$1"
-    ;;
-chain)
-    [ $# -ge 1 ] || die "chain STEP..."
-    for s in "$@"; do declare -F "step_$s" > /dev/null || die "unknown step $s"; done
-    words=""
-    for s in "$@"; do words="$words echo \"=== $s \$(date -u +%T)\"; scripts/gpu-run4.sh run $s;"; done
-    $G start chain -- bash -c "$words echo \"=== done \$(date -u +%T)\""
-    ;;
 *)
-    die "unknown command $cmd"
+    steps_dispatch scripts/gpu/gpu-run4.sh "$cmd" "$@" || die "unknown command $cmd"
     ;;
 esac

@@ -9,7 +9,7 @@
 #
 # A and B must reach two different instances of equal weight: WRR ignores priorities (they only
 # route the requests), so start the server with two levels and the WRR policy, e.g.
-#   xsched-llama serve --xsched-policy WRR --instances 1:1:1,0:1:1
+#   xsched-llama serve --policy wrr --instances 1:1:1,0:1:1
 # and keep the defaults --prio-a 1 --prio-b 0.
 #
 # Exit status: 0 effect present, 1 effect absent, 2 bad input or server error.
@@ -27,7 +27,9 @@ usage: test_wrr.sh [--url URL] [--tokens N] [--prio-a P] [--prio-b P] [--max-gap
 EOF
 }
 
-die() { echo "error: $*" >&2; exit 2; }
+XSCHED_LLAMA_DIE_STATUS=2  # bad input and server errors exit 2 (die, lib/common.sh)
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh" || { echo "error: scripts/lib/common.sh is missing" >&2; exit 2; }
 
 URL="${XSCHED_LLAMA_URL:-http://127.0.0.1:8080}"
 TOKENS=512
@@ -59,8 +61,8 @@ done
 [ "$TOKENS" -ge 1 ] || die "--tokens must be at least 1"
 URL="${URL%/}"
 
-# shellcheck source=scripts/llama-lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/llama-lib.sh" || die "scripts/llama-lib.sh is missing next to $0"
+# shellcheck source=scripts/lib/llama.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/llama.sh" || die "scripts/lib/llama.sh is missing"
 
 check_server "$URL"
 WORK="$(mktemp -d)"

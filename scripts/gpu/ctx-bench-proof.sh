@@ -1,27 +1,29 @@
-#!/bin/sh
-# run-gpu-proof.sh: the GPU proof of issue 4 with xsched-ctx-bench and llama-bench, one group per call
+#!/usr/bin/env bash
+# ctx-bench-proof.sh: the GPU proof of issue 4 with xsched-ctx-bench and llama-bench, one group per call
 # (each group stays under 10 minutes on an H100 with the Qwen3-8B-shaped model).
 #
 # usage (from the repo root, after `pip install --no-build-isolation --no-deps .` and
 #   xsched-llama build --cuda --cuda-arch 90 --target llama-server --target llama-bench --target xsched-ctx-bench
 #   xsched-llama build --vanilla --cuda --cuda-arch 90 --target llama-server --target llama-bench):
 #
-#   sh patches/overlay/tools/xsched-ctx-bench/run-gpu-proof.sh MODEL GROUP [OUTDIR]
+#   scripts/gpu/ctx-bench-proof.sh MODEL GROUP [OUTDIR]   (scripts/gpu/gpu-proof.sh runs the groups as steps)
 #
 # GROUP: overhead | hpf | wrr | baseline | vanilla-driver (builds the driver against the vanilla build; run once)
 # OUTDIR (default ctx-bench-results): one JSON per run plus summary.txt (every command and its result lines).
-# Environment: XSCHED_LLAMA_CACHE (the toolkit's cache), CUDA_ARCH (default 90), DURATION (s per phase, default 8).
+# Environment: XSCHED_LLAMA_CACHE (the toolkit's cache), XSCHED_LLAMA_CUDA_ARCH (default 90), XSCHED_LLAMA_DURATION
+# (s per phase, default 8). The two builds are found with `xsched-llama build --json` (a no-op when up to date).
 set -eu
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 [ $# -ge 2 ] || { sed -n '2,16p' "$0"; exit 2; }
 M=$1
 GROUP=$2
 OUT=${3:-ctx-bench-results}
-DUR=${DURATION:-8}
-C=${XSCHED_LLAMA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/xsched-llama}
-ARCH=${CUDA_ARCH:-90}
-P=$C/builds/patched-cuda$ARCH
-V=$C/builds/vanilla-cuda$ARCH
+DUR=${XSCHED_LLAMA_DURATION:-8}
+ARCH=${XSCHED_LLAMA_CUDA_ARCH:-90}
+P=$(build_root --cuda --cuda-arch "$ARCH" --target llama-server --target llama-bench --target xsched-ctx-bench)
+V=$(build_root --vanilla --cuda --cuda-arch "$ARCH" --target llama-server --target llama-bench)
 D=$P/build/bin/xsched-ctx-bench
 VD=$V/driver/xsched-ctx-bench
 

@@ -6,18 +6,22 @@
 # stubs (nothing is linked). Catches a patch that breaks the CUDA build before
 # the GPU machine is involved.
 #
-# usage: scripts/check-cuda-compile.sh [--src LLAMA_TREE] [--work DIR] [--also-off] [--jobs N]
+# usage: scripts/ci/check-cuda-compile.sh [--src LLAMA_TREE] [--work DIR] [--also-off] [--jobs N]
 #   --src       pristine (pruned) llama.cpp tree at the pinned commit
-#               (default: $LLAMA_SRC, else the toolkit's: `xsched-llama fetch`, cached)
+#               (default: $XSCHED_LLAMA_SRC, else the toolkit's: `xsched-llama fetch`, cached)
 #   --work      scratch directory (default: /tmp/xsched-cuda-check); reused: a second run is incremental
 #   --also-off  also compile ggml-cuda.cu with GGML_XQUEUE=OFF (the upstream-equivalent path)
 # environment: XSCHED_LLAMA_CACHE (wheel cache; default $XDG_CACHE_HOME/xsched-llama or ~/.cache/xsched-llama),
-#              CUBLAS_INCLUDE (use these cuBLAS headers instead of the wheel)
+#              XSCHED_LLAMA_CUBLAS_INCLUDE (use these cuBLAS headers instead of the wheel)
 # exit status: 0 compiles, 1 does not (or a tool is missing), 2 bad arguments, 3 the cuBLAS wheel could not be downloaded
 set -euo pipefail
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
-src=${LLAMA_SRC:-}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=scripts/lib/common.sh
+. "$repo/scripts/lib/common.sh"
+# shellcheck source=scripts/lib/cuda.sh
+. "$repo/scripts/lib/cuda.sh"
+src=${XSCHED_LLAMA_SRC:-}
 work=/tmp/xsched-cuda-check
 also_off=0
 jobs=2
@@ -32,7 +36,6 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-die() { echo "error: $*" >&2; exit 1; }
 t_start=$(date +%s)
 step() { echo "== $* ($(( $(date +%s) - t_start )) s)"; }
 
@@ -43,16 +46,14 @@ if [ -z "$src" ]; then
     src=$(xsched-llama fetch --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["tree"])') \
         || die "no --src given and xsched-llama fetch failed"
 fi
-[ -f "$src/ggml/src/ggml-cuda/ggml-cuda.cu" ] || die "$src is not a llama.cpp tree (set --src or LLAMA_SRC)"
+[ -f "$src/ggml/src/ggml-cuda/ggml-cuda.cu" ] || die "$src is not a llama.cpp tree (set --src or XSCHED_LLAMA_SRC)"
 [ -f "$repo/patches/series" ] || die "$repo/patches/series not found"
 
-# shellcheck source=cuda-lib.sh
-. "$repo/scripts/cuda-lib.sh"
 cuda_ver=$(cuda_version)
 
 # 1. cuBLAS headers (from the nvidia-cublas wheel matching the CUDA major.minor)
-if [ -n "${CUBLAS_INCLUDE:-}" ]; then
-    inc=$CUBLAS_INCLUDE
+if [ -n "${XSCHED_LLAMA_CUBLAS_INCLUDE:-}" ]; then
+    inc=$XSCHED_LLAMA_CUBLAS_INCLUDE
 else
     cache=$(toolkit_cache)/cublas-$cuda_ver
     inc=$cache/include

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # gpu-carried.sh: run the benchmarks on a GPU machine that has no network, with CUDA binaries built elsewhere
-# (scripts/cross-build-cuda.sh) and carried to it, in calls of at most a few minutes each (a job outlives the call
+# (scripts/gpu/cross-build-cuda.sh) and carried to it, in calls of at most a few minutes each (a job outlives the call
 # that started it, as long as the machine stays up).
 #
 # usage (repository root):
-#   scripts/gpu-carried.sh setup CARRY [SHAPE...]   unpack CARRY/*.xz and CARRY/libxsched.so into $GC_DIR, install
+#   scripts/gpu/gpu-carried.sh setup CARRY [SHAPE...]   unpack CARRY/*.xz and CARRY/libxsched.so into $GC_DIR, install
 #                                                   CARRY/*.whl into $GC_DIR/site, synthesize each SHAPE
 #                                                   (qwen3-8b, qwen3-0.6b, ...) with CARRY/ggml-vocab-qwen2.gguf
-#   scripts/gpu-carried.sh start NAME -- CMD...     run CMD in the background (setsid) in the environment below;
+#   scripts/gpu/gpu-carried.sh start NAME -- CMD...     run CMD in the background (setsid) in the environment below;
 #                                                   log in $GC_DIR/jobs/NAME.log, exit status in NAME.rc
-#   scripts/gpu-carried.sh stop NAME                stop a job (its whole process group); `wait` counts it as ended
-#   scripts/gpu-carried.sh wait SECONDS [OUT]       wait until every job has ended or SECONDS passed; print each
+#   scripts/gpu/gpu-carried.sh stop NAME                stop a job (its whole process group); `wait` counts it as ended
+#   scripts/gpu/gpu-carried.sh wait SECONDS [OUT]       wait until every job has ended or SECONDS passed; print each
 #                                                   job's state and log tail; with OUT, pack $GC_DIR/results and
 #                                                   the job logs into OUT/results.tar.xz
-#   scripts/gpu-carried.sh env                      print the environment (source it: eval "$(... env)")
+#   scripts/gpu/gpu-carried.sh env                      print the environment (source it: eval "$(... env)")
 # In a job's environment: PYTHONPATH (the repository and the wheels), LD_LIBRARY_PATH (libxsched.so, the CUDA
 # runtime), VANILLA=$GC_DIR/vanilla-server, PATCHED=$GC_DIR/patched-server, MODELS=$GC_DIR/models,
 # RESULTS=$GC_DIR/results; `python3 -m xsched_llama bench --cuda --vanilla-server "$VANILLA" --patched-server
@@ -22,10 +22,11 @@
 # exit status: 0 ok, 1 a step failed, 2 bad arguments.
 set -uo pipefail
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=scripts/lib/common.sh
+. "$repo/scripts/lib/common.sh"
 dir=${GC_DIR:-/tmp/gc}
-usage() { echo "error: $* (see scripts/gpu-carried.sh --help)" >&2; exit 2; }
-die() { echo "error: $*" >&2; exit 1; }
+usage() { echo "error: $* (see scripts/gpu/gpu-carried.sh --help)" >&2; exit 2; }
 
 job_env() {
     local cudart

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # sanitize-core.sh: build native/xsched with ThreadSanitizer and with
 # AddressSanitizer (+UBSan-free, gcc) and run its CTest suite under each.
-# Usage: scripts/sanitize-core.sh [thread|address]...   (default: both)
-# Env: XSCHED_SANITIZE_BUILD_DIR (default /tmp/xsched-sanitize), JOBS (default 2).
+# Usage: scripts/ci/sanitize-core.sh [thread|address]...   (default: both)
+# Env: XSCHED_SANITIZE_BUILD_DIR (default /tmp/xsched-sanitize), XSCHED_LLAMA_JOBS (default 2).
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build_root="${XSCHED_SANITIZE_BUILD_DIR:-/tmp/xsched-sanitize}"
-jobs="${JOBS:-2}"
+jobs="${XSCHED_LLAMA_JOBS:-2}"
 kinds=("$@")
 [ ${#kinds[@]} -eq 0 ] && kinds=(thread address)
 

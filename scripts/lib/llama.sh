@@ -1,10 +1,8 @@
 # shellcheck shell=bash
-# llama-lib.sh: helpers shared by test_llamacpp.sh and test_wrr.sh (sourced, not run).
-# Expects URL, TIMEOUT and die() from the script that sources it.
+# llama.sh: helpers shared by effect/test_llamacpp.sh and effect/test_wrr.sh (sourced, not run).
+# Expects URL and TIMEOUT from the script that sources it, and lib/common.sh (die, need) sourced before it.
 PROMPT="Write a long story about a lighthouse keeper who counts the ships that pass at night."
 B_PIDS=()
-
-need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not installed"; }
 
 check_server() {  # check_server URL: one-line error and exit 2 unless /health answers 200
     need curl; need python3

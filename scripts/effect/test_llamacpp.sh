@@ -30,7 +30,9 @@ usage: test_llamacpp.sh [--url URL] [--tokens N] [--b-tokens N] [--high P] [--no
 EOF
 }
 
-die() { echo "error: $*" >&2; exit 2; }
+XSCHED_LLAMA_DIE_STATUS=2  # bad input and server errors exit 2 (die, lib/common.sh)
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh" || { echo "error: scripts/lib/common.sh is missing" >&2; exit 2; }
 
 URL="${XSCHED_LLAMA_URL:-http://127.0.0.1:8080}"
 TOKENS=256
@@ -69,8 +71,8 @@ B_TOKENS="${B_TOKENS:-$((TOKENS * 8))}"
 [ "$B_TOKENS" -ge 1 ] || die "--b-tokens must be at least 1"
 URL="${URL%/}"
 
-# shellcheck source=scripts/llama-lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/llama-lib.sh" || die "scripts/llama-lib.sh is missing next to $0"
+# shellcheck source=scripts/lib/llama.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/llama.sh" || die "scripts/lib/llama.sh is missing"
 
 check_server "$URL"
 WORK="$(mktemp -d)"

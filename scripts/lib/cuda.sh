@@ -1,11 +1,6 @@
 # shellcheck shell=bash
-# cuda-lib.sh: helpers shared by check-cuda-compile.sh and cross-build-cuda.sh (sourced, not run).
-# Expects die() from the script that sources it.
-
-# toolkit_cache: the xsched-llama cache directory (XSCHED_LLAMA_CACHE, as the toolkit resolves it).
-toolkit_cache() {
-    echo "${XSCHED_LLAMA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/xsched-llama}"
-}
+# cuda.sh: helpers shared by ci/check-cuda-compile.sh and gpu/cross-build-cuda.sh (sourced, not run).
+# Expects lib/common.sh (die, toolkit_cache) sourced before it.
 
 # cuda_version: major.minor of the nvcc on PATH.
 cuda_version() {

@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # gpu-run5.sh: the GPU run of 2026-12-02 (run 5: the core sees a preemption's drain itself, the in-flight window and
 # a trace of the segments, the serve scenario with the prompt-cache rule) on an offline GPU machine. Both CUDA
-# servers are built there from a carried pruned llama.cpp tree, in the background (scripts/gpu-carried.sh jobs).
+# servers are built there from a carried pruned llama.cpp tree, in the background (scripts/gpu/gpu-carried.sh jobs).
 # The commands of every figure in docs/results/h200-2026-12-02-run5/ are the functions below.
 #
 # usage (repository root):
-#   scripts/gpu-run5.sh build CARRY       install CARRY/*.whl, fetch llama.cpp from CARRY/src/llama.cpp, start the
+#   scripts/gpu/gpu-run5.sh build CARRY       install CARRY/*.whl, fetch llama.cpp from CARRY/src/llama.cpp, start the
 #                                         patched and vanilla CUDA builds and the model synthesis as background jobs
 #                                         (bp, bv, synth); each build links its llama-server to $GC_DIR
-#   scripts/gpu-run5.sh chain STEP...     run the steps one after the other as one background job "chain"
-#   scripts/gpu-run5.sh run STEP          run one step in the foreground
-# STEP: b8 s8 b06 w8 sp8 b17 smoke (see the functions). Collect with `scripts/gpu-carried.sh wait S OUT`.
-# environment: GC_DIR (scripts/gpu-carried.sh), BENCH_EXTRA (more words for every bench)
+#   scripts/gpu/gpu-run5.sh chain STEP...     run the steps one after the other as one background job "chain"
+#   scripts/gpu/gpu-run5.sh run STEP          run one step in the foreground
+# STEP: b8 s8 b06 w8 sp8 b17 smoke (see the functions). Collect with `scripts/gpu/gpu-carried.sh wait S OUT`.
+# environment: GC_DIR (scripts/gpu/gpu-carried.sh), BENCH_EXTRA (more words for every bench)
 set -uo pipefail
-cd "$(dirname "$0")/.." || exit 1
-G=scripts/gpu-carried.sh
+cd "$(dirname "$0")/../.." || exit 1
+# shellcheck source=scripts/lib/common.sh
+. scripts/lib/common.sh
+# shellcheck source=scripts/lib/steps.sh
+. scripts/lib/steps.sh
+G=scripts/gpu/gpu-carried.sh
 eval "$($G env)"
-die() { echo "error: $*" >&2; exit 1; }
 B=(python3 -m xsched_llama bench --cuda --vanilla-server "$VANILLA" --patched-server "$PATCHED")
 # without a vanilla build (its job stopped to save device time), every bench compares the patched instances only
 [ -e "$VANILLA" ] || B=(python3 -m xsched_llama bench --cuda --patched-server "$PATCHED" --builds patched)
@@ -92,18 +95,7 @@ build)
         _ "$MODELS" "$vocab"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     ;;
-run)
-    [ $# -eq 1 ] && declare -F "step_$1" > /dev/null || die "run STEP (one of: b8 s8 b06 w8 sp8 b17 smoke)"
-    "step_$1"
-    ;;
-chain)
-    [ $# -ge 1 ] || die "chain STEP..."
-    for s in "$@"; do declare -F "step_$s" > /dev/null || die "unknown step $s"; done
-    words=""
-    for s in "$@"; do words="$words echo \"=== $s \$(date -u +%T)\"; scripts/gpu-run5.sh run $s;"; done
-    $G start chain -- bash -c "$words echo \"=== done \$(date -u +%T)\""
-    ;;
 *)
-    die "unknown command $cmd"
+    steps_dispatch scripts/gpu/gpu-run5.sh "$cmd" "$@" || die "unknown command $cmd"
     ;;
 esac

@@ -1,0 +1,29 @@
+# shellcheck shell=bash
+# steps.sh: the `run STEP` and `chain STEP...` commands the GPU runners share (scripts/gpu/gpu-run*.sh; sourced, not
+# run, after common.sh). A STEP is a function step_STEP of the sourcing script; `chain` runs the steps one after the
+# other as the background job "chain" of scripts/gpu/gpu-carried.sh, each line of its log headed by the time.
+
+# steps_list: the step names of the sourcing script.
+steps_list() { declare -F | sed -n 's/^declare -f step_//p' | tr '\n' ' ' | sed 's/ $//'; }
+
+# steps_dispatch SCRIPT CMD ARG...: carries out `run` and `chain` for SCRIPT (its path from the repository root);
+# returns 1 for any other CMD, so the script can handle its own commands.
+steps_dispatch() {
+    local script=$1 cmd=$2 s words=""
+    shift 2
+    case "$cmd" in
+    run)
+        [ $# -eq 1 ] && declare -F "step_$1" > /dev/null || die "run STEP (one of: $(steps_list))"
+        "step_$1"
+        ;;
+    chain)
+        [ $# -ge 1 ] || die "chain STEP... (steps: $(steps_list))"
+        for s in "$@"; do declare -F "step_$s" > /dev/null || die "unknown step $s (steps: $(steps_list))"; done
+        for s in "$@"; do words="$words echo \"=== $s \$(date -u +%T)\"; $script run $s;"; done
+        scripts/gpu/gpu-carried.sh start chain -- bash -c "$words echo \"=== done \$(date -u +%T)\""
+        ;;
+    *)
+        return 1
+        ;;
+    esac
+}
