@@ -458,14 +458,12 @@ void XQueue::MarkDestroyed() {
 
 void XQueue::Shutdown() {
     MarkDestroyed();
-    if (worker_.joinable()) worker_.join();  // never the worker itself: XQueueDestroy refuses that
+    if (worker_.joinable()) worker_.join();      // never the worker itself: XQueueDestroy refuses that
     if (observer_.joinable()) observer_.join();  // its marker wait ends: drain_cancel_ is set
     hwq_->Synchronize();
 }
 
-bool XQueue::GlobalSuspendedLocked() const {
-    return gslot_->suspend.load(std::memory_order_acquire) != 0;
-}
+bool XQueue::GlobalSuspendedLocked() const { return gslot_->suspend.load(std::memory_order_acquire) != 0; }
 
 XResult XQueue::WaitGlobalLocked(Lock &l) {
     global::Slot *s = gslot_;

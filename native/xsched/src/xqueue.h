@@ -151,9 +151,9 @@ private:
     Scheduler *const sched_;              // receives Ready/Idle edges (process lifetime)
     const int64_t flags_;                 // kQueueCreateFlag* given at creation
 
-    Mutex mu_;                            // guards everything below
-    std::condition_variable cv_;         // gates wait here for resume/abort/destroy
-    std::atomic<bool> wake_{false};      // true while aborted or destroyed (cancels marker waits)
+    Mutex mu_;                       // guards everything below
+    std::condition_variable cv_;     // gates wait here for resume/abort/destroy
+    std::atomic<bool> wake_{false};  // true while aborted or destroyed (cancels marker waits)
     int32_t priority_ XSCHED_GUARDED_BY(mu_) = PRIORITY_DEFAULT;  // HPF priority
     int32_t weight_ XSCHED_GUARDED_BY(mu_) = WEIGHT_DEFAULT;      // WRR weight
     uint64_t group_ XSCHED_GUARDED_BY(mu_) = 0;                   // XHintGroup, 0 = none
@@ -166,36 +166,36 @@ private:
     bool sched_suspended_ XSCHED_GUARDED_BY(mu_) = false;         // the policy's decision
     bool aborted_ XSCHED_GUARDED_BY(mu_) = false;                 // XQueueAbort(xq, 1) in force
     bool destroyed_ XSCHED_GUARDED_BY(mu_) = false;               // XQueueDestroy has begun
-    uint64_t launched_ XSCHED_GUARDED_BY(mu_) = 0;    // units admitted
-    uint64_t completed_ XSCHED_GUARDED_BY(mu_) = 0;   // units known complete
-    uint64_t last_marker_ XSCHED_GUARDED_BY(mu_) = 0; // launched_ when the last marker was recorded
-    std::deque<PendingMarker> markers_ XSCHED_GUARDED_BY(mu_);   // recorded, not yet known complete
-    Clock::time_point suspended_since_ XSCHED_GUARDED_BY(mu_);   // start of the current suspension
-    uint64_t suspended_us_ XSCHED_GUARDED_BY(mu_) = 0;           // finished suspensions, total
-    uint64_t gate_blocked_us_ XSCHED_GUARDED_BY(mu_) = 0;        // time gates spent blocked, total
+    uint64_t launched_ XSCHED_GUARDED_BY(mu_) = 0;                // units admitted
+    uint64_t completed_ XSCHED_GUARDED_BY(mu_) = 0;               // units known complete
+    uint64_t last_marker_ XSCHED_GUARDED_BY(mu_) = 0;             // launched_ when the last marker was recorded
+    std::deque<PendingMarker> markers_ XSCHED_GUARDED_BY(mu_);    // recorded, not yet known complete
+    Clock::time_point suspended_since_ XSCHED_GUARDED_BY(mu_);    // start of the current suspension
+    uint64_t suspended_us_ XSCHED_GUARDED_BY(mu_) = 0;            // finished suspensions, total
+    uint64_t gate_blocked_us_ XSCHED_GUARDED_BY(mu_) = 0;         // time gates spent blocked, total
     // Preemption latency (XPreemptStats in xsched/hint.h): a suspension by the scheduler while units were in
     // flight starts a drain; it ends when completed_ reaches drain_target_.
-    bool drain_pending_ XSCHED_GUARDED_BY(mu_) = false;          // a preemption whose drain is not seen yet
-    uint64_t drain_target_ XSCHED_GUARDED_BY(mu_) = 0;           // launched_ at the suspension
-    Clock::time_point drain_since_ XSCHED_GUARDED_BY(mu_);       // the suspension
-    std::atomic<bool> drain_cancel_{true};                       // ends a drain wait (see UpdateDrainCancel)
-    XPreemptStats preempt_ XSCHED_GUARDED_BY(mu_) = {};          // the record
-    global::Slot *gslot_ XSCHED_GUARDED_BY(mu_) = nullptr;       // the global scheduler's slot (null: local)
-    uint32_t gepoch_ XSCHED_GUARDED_BY(mu_) = 0;                 // the slot's suspension seen last
+    bool drain_pending_ XSCHED_GUARDED_BY(mu_) = false;     // a preemption whose drain is not seen yet
+    uint64_t drain_target_ XSCHED_GUARDED_BY(mu_) = 0;      // launched_ at the suspension
+    Clock::time_point drain_since_ XSCHED_GUARDED_BY(mu_);  // the suspension
+    std::atomic<bool> drain_cancel_{true};                  // ends a drain wait (see UpdateDrainCancel)
+    XPreemptStats preempt_ XSCHED_GUARDED_BY(mu_) = {};     // the record
+    global::Slot *gslot_ XSCHED_GUARDED_BY(mu_) = nullptr;  // the global scheduler's slot (null: local)
+    uint32_t gepoch_ XSCHED_GUARDED_BY(mu_) = 0;            // the slot's suspension seen last
 
     // Launch worker state (asynchronous submit).
-    std::condition_variable worker_cv_;  // worker waits here for commands
-    std::condition_variable done_cv_;    // WaitAll waits here
+    std::condition_variable worker_cv_;                   // worker waits here for commands
+    std::condition_variable done_cv_;                     // WaitAll waits here
     std::deque<Command> pending_ XSCHED_GUARDED_BY(mu_);  // submitted, not yet launched
-    uint64_t submitted_ XSCHED_GUARDED_BY(mu_) = 0;  // commands submitted
-    uint64_t finished_ XSCHED_GUARDED_BY(mu_) = 0;   // commands known complete
+    uint64_t submitted_ XSCHED_GUARDED_BY(mu_) = 0;       // commands submitted
+    uint64_t finished_ XSCHED_GUARDED_BY(mu_) = 0;        // commands known complete
     int32_t waitall_waiters_ XSCHED_GUARDED_BY(mu_) = 0;  // callers inside WaitAll
-    bool worker_stop_ XSCHED_GUARDED_BY(mu_) = false;    // the worker drains and exits
-    std::thread worker_;  // started on the first Submit, under mu_
+    bool worker_stop_ XSCHED_GUARDED_BY(mu_) = false;     // the worker drains and exits
+    std::thread worker_;                                  // started on the first Submit, under mu_
 
     // Drain observer state (ObserveDrainLocked).
-    std::condition_variable observer_cv_;                        // the observer waits here for markers
-    std::deque<PendingMarker> observe_ XSCHED_GUARDED_BY(mu_);   // handed to the observer, not yet waited for
+    std::condition_variable observer_cv_;                       // the observer waits here for markers
+    std::deque<PendingMarker> observe_ XSCHED_GUARDED_BY(mu_);  // handed to the observer, not yet waited for
     std::thread observer_;  // started on the first hand-over, under mu_; ends with MarkDestroyed
 };
 
