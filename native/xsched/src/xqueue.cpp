@@ -178,6 +178,47 @@ XResult XQueue::Synchronized() {
     return kXSchedSuccess;
 }
 
+XResult XQueue::UnitLaunched() {
+    Lock l(mu_);
+    if (destroyed_) return kXSchedErrorNotFound;
+    if (launched_ > completed_ && launched_ > last_marker_) {
+        std::shared_ptr<Marker> m;
+        XResult r = hwq_->RecordMarker(&m);
+        if (r != kXSchedSuccess) return r;
+        markers_.push_back(PendingMarker{launched_, std::move(m)});
+        last_marker_ = launched_;
+    }
+    ObserveDrainLocked();  // suspended while the unit was being launched
+    return kXSchedSuccess;
+}
+
+void XQueue::ObserveDrainLocked() {
+    if (!drain_pending_ || markers_.empty() || markers_.back().pos < drain_target_) return;
+    if (!observe_.empty() && observe_.back().pos >= markers_.back().pos) return;  // handed already
+    observe_.push_back(markers_.back());
+    if (!observer_.joinable()) observer_ = std::thread([this] { ObserverLoop(); });
+    observer_cv_.notify_one();
+}
+
+void XQueue::ObserverLoop() {
+    hwq_->OnWorkerStart();
+    Lock l(mu_);
+    for (;;) {
+        while (observe_.empty() && !destroyed_) l.Wait(observer_cv_);
+        if (destroyed_) return;
+        PendingMarker pm = observe_.front();
+        observe_.pop_front();
+        if (!drain_pending_ || completed_ >= pm.pos) continue;  // seen meanwhile, or resumed
+        l.Unlock();
+        XResult w = hwq_->WaitMarker(*pm.marker, drain_cancel_);
+        l.Relock();
+        if (w != kXSchedSuccess) continue;  // resumed, aborted or destroyed: the loop looks again
+        completed_ = std::max(completed_, pm.pos);
+        while (!markers_.empty() && markers_.front().pos <= completed_) markers_.pop_front();
+        NoteCompletedLocked();
+    }
+}
+
 XResult XQueue::BeginActive() {
     bool edge;
     {
@@ -265,6 +306,7 @@ bool XQueue::SetSchedSuspended(bool s) {
             drain_target_ = launched_;
             drain_since_ = Clock::now();
             UpdateDrainCancel();
+            ObserveDrainLocked();  // between units: every admitted unit is behind a marker
         } else if (!s && drain_pending_) {
             drain_pending_ = false;  // resumed before the drain was seen: counted, not measured
             UpdateDrainCancel();
@@ -408,6 +450,7 @@ void XQueue::MarkDestroyed() {
         worker_stop_ = true;
         cv_.notify_all();
         worker_cv_.notify_all();
+        observer_cv_.notify_all();
         if (gslot_ != nullptr) global::Bump(&gslot_->wake_seq);
     }
     hwq_->WakeWaiters();
@@ -416,6 +459,7 @@ void XQueue::MarkDestroyed() {
 void XQueue::Shutdown() {
     MarkDestroyed();
     if (worker_.joinable()) worker_.join();  // never the worker itself: XQueueDestroy refuses that
+    if (observer_.joinable()) observer_.join();  // its marker wait ends: drain_cancel_ is set
     hwq_->Synchronize();
 }
 

@@ -48,6 +48,9 @@ public:
     XResult Gate();
     // Synchronized() records that everything launched has completed.
     XResult Synchronized();
+    // UnitLaunched() records a completion marker behind the unit admitted last, once the caller has
+    // launched all of it (see XQueueUnitLaunched).
+    XResult UnitLaunched();
     // BeginActive() opens an activity scope.
     XResult BeginActive();
     // EndActive() closes one activity scope; NotAllowed if none is open.
@@ -122,6 +125,12 @@ private:
     XResult WaitDrainLocked(Lock &l) XSCHED_REQUIRES(mu_);
     // NoteCompletedLocked() ends a pending preemption once completed_ covers what was in flight at its start.
     void NoteCompletedLocked() XSCHED_REQUIRES(mu_);
+    // ObserveDrainLocked() hands the newest marker to the drain observer when a drain is pending and that
+    // marker covers everything it waits for: the drain is then seen when the device finishes, whatever the
+    // launching thread is doing (host work between graphs delays its next gate by milliseconds).
+    void ObserveDrainLocked() XSCHED_REQUIRES(mu_);
+    // ObserverLoop() is the drain observer: it waits for handed markers and ends the drains they cover.
+    void ObserverLoop();
     // UpdateDrainCancel() keeps drain_cancel_ true exactly when a drain wait must end (no drain pending,
     // aborted or destroyed), so a cancelled wait never repeats.
     void UpdateDrainCancel() XSCHED_REQUIRES(mu_) { drain_cancel_.store(!drain_pending_ || aborted_ || destroyed_); }
@@ -183,6 +192,11 @@ private:
     int32_t waitall_waiters_ XSCHED_GUARDED_BY(mu_) = 0;  // callers inside WaitAll
     bool worker_stop_ XSCHED_GUARDED_BY(mu_) = false;    // the worker drains and exits
     std::thread worker_;  // started on the first Submit, under mu_
+
+    // Drain observer state (ObserveDrainLocked).
+    std::condition_variable observer_cv_;                        // the observer waits here for markers
+    std::deque<PendingMarker> observe_ XSCHED_GUARDED_BY(mu_);   // handed to the observer, not yet waited for
+    std::thread observer_;  // started on the first hand-over, under mu_; ends with MarkDestroyed
 };
 
 }  // namespace xsched

@@ -236,6 +236,13 @@ XResult XQueueSynchronized(XQueueHandle xq) {
     return q->Synchronized();
 }
 
+XResult XQueueUnitLaunched(XQueueHandle xq) {
+    std::shared_ptr<XQueue> q;
+    XResult r = FindQueue(xq, &q);
+    if (r != kXSchedSuccess) return r;
+    return q->UnitLaunched();
+}
+
 XResult XQueueBeginActive(XQueueHandle xq) {
     std::shared_ptr<XQueue> q;
     XResult r = FindQueue(xq, &q);

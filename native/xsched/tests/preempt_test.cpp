@@ -145,4 +145,40 @@ TEST(DrainWaitEndsOnResumeAbortDestroy) {
     }
 }
 
+// With XQueueUnitLaunched() after each unit, a preemption is seen to drain when the work completes, even
+// though the launching thread does not come back to a gate (it is busy with host work between graphs):
+// suspended between units, and suspended while a unit was being launched (handed over at UnitLaunched).
+TEST(DrainSeenWithoutTheLaunchingThread) {
+    UseHpf();
+    Unit lu, hu;
+    HostXQueue low, high;
+    CHECK_OK(XHintPriority(low.xq, 0));
+    CHECK_OK(XHintPriority(high.xq, 10));
+    lu.cost_us.store(30000);
+    CHECK_OK(low.Launch(&lu));
+    CHECK_OK(XQueueUnitLaunched(low.xq));
+    CHECK_OK(XQueueUnitLaunched(low.xq));  // once per unit; a second call changes nothing
+    CHECK_OK(XQueueBeginActive(high.xq));  // between units: the observer waits for the marker
+    REQUIRE(WaitFor([&] { return Row(low.xq).preempt.measured == 1; }));
+    XQueueInfo r = Row(low.xq);
+    CHECK(r.preempt.count == 1);
+    CHECK(lu.executed.load() == 1);
+    CHECK(r.preempt.max_us >= 15000);  // most of the unit
+    CHECK_OK(XQueueEndActive(high.xq));
+    low.Drain();
+
+    // suspended after the gate admitted a unit, before the caller had launched it
+    CHECK_OK(XQueueGate(low.xq));
+    CHECK_OK(XQueueBeginActive(high.xq));
+    CHECK(Row(low.xq).preempt.count == 2);
+    HostQueueLaunch(low.hwq, &RunUnit, &lu);
+    CHECK(Row(low.xq).preempt.measured == 1);
+    CHECK_OK(XQueueUnitLaunched(low.xq));  // hands the unit's marker to the observer
+    REQUIRE(WaitFor([&] { return Row(low.xq).preempt.measured == 2; }));
+    CHECK(lu.executed.load() == 2);
+    CHECK_OK(XQueueEndActive(high.xq));
+    low.Drain();
+    CHECK(Row(low.xq).preempt.measured == 2);  // the synchronization adds no sample
+}
+
 XT_MAIN()

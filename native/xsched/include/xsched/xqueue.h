@@ -75,6 +75,13 @@ XSCHED_API XResult XQueueGate(XQueueHandle xq);
  * every unit launched so far is complete. Raises the Idle edge unless an
  * activity scope is open. */
 XSCHED_API XResult XQueueSynchronized(XQueueHandle xq);
+/* XQueueUnitLaunched() tells xq that the caller has launched all of the unit
+ * its last gate admitted (optional; once per unit). It records the completion
+ * marker behind that unit now rather than at the next gate, so that a
+ * preemption that comes before the next gate (while the caller does host work)
+ * is seen to drain when the device finishes, by a thread of the core, and the
+ * preemption latency is the device's, not the caller's. */
+XSCHED_API XResult XQueueUnitLaunched(XQueueHandle xq);
 /* XQueueBeginActive() opens an activity scope: until the matching
  * XQueueEndActive(), xq counts as Ready even between launches (host work
  * between GPU steps does not let lower-priority queues in). Scopes nest. */

@@ -38,10 +38,14 @@ struct ggml_xqueue_knobs {
     ggml_xqueue_preempt preempt         = GGML_XQUEUE_PREEMPT_SEGMENT;
     int64_t             segment_us      = 400;  // GGML_XQUEUE_SEGMENT_US: GPU time budget of one segment
     bool                stream_priority = true; // GGML_XQUEUE_STREAM_PRIORITY: priority p > 0 -> CUDA stream priority
+    int64_t             window          = 2;    // GGML_XQUEUE_WINDOW: segments in flight (measurement only)
+    bool                trace           = false; // GGML_XQUEUE_TRACE: a log line per timed compute (measurement only)
 };
 
 constexpr int64_t GGML_XQUEUE_SEGMENT_US_MIN = 20;
 constexpr int64_t GGML_XQUEUE_SEGMENT_US_MAX = 100000;
+constexpr int64_t GGML_XQUEUE_WINDOW_MIN     = 1;
+constexpr int64_t GGML_XQUEUE_WINDOW_MAX     = 16;
 
 // ggml_xqueue_knob_error() reports a bad GGML_XQUEUE_* value on one line and exits: a bad value is never
 // replaced by a default.
@@ -83,6 +87,24 @@ static inline ggml_xqueue_knobs ggml_xqueue_parse_knobs() {
             ggml_xqueue_knob_error("GGML_XQUEUE_SEGMENT_US", v, "an integer number of microseconds in [20, 100000]");
         }
         k.segment_us = us;
+    }
+    if (const char * v = env("GGML_XQUEUE_WINDOW")) {
+        errno = 0;
+        char * end = nullptr;
+        const long long n = strtoll(v, &end, 10);
+        if (errno != 0 || end == v || *end != '\0' || n < GGML_XQUEUE_WINDOW_MIN || n > GGML_XQUEUE_WINDOW_MAX) {
+            ggml_xqueue_knob_error("GGML_XQUEUE_WINDOW", v, "an integer number of segments in [1, 16]");
+        }
+        k.window = n;
+    }
+    if (const char * v = env("GGML_XQUEUE_TRACE")) {
+        if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0) {
+            k.trace = true;
+        } else if (strcmp(v, "off") == 0 || strcmp(v, "0") == 0) {
+            k.trace = false;
+        } else {
+            ggml_xqueue_knob_error("GGML_XQUEUE_TRACE", v, "on or off");
+        }
     }
     if (const char * v = env("GGML_XQUEUE_STREAM_PRIORITY")) {
         if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0) {
@@ -233,6 +255,16 @@ struct ggml_xqueue_group {
         abort = a;
         for (const auto & q : queues) {
             XQueueAbort(q.xq, abort ? 1 : 0);
+        }
+    }
+
+    // unit_launched() tells every queue that the unit its last gate admitted is launched completely
+    // (XQueueUnitLaunched): a preemption that comes before the next gate, while the compute thread does host
+    // work, is then seen to drain by the core when the device finishes.
+    void unit_launched() {
+        std::lock_guard<std::mutex> lock(mutex);
+        for (const auto & q : queues) {
+            XQueueUnitLaunched(q.xq);
         }
     }
 

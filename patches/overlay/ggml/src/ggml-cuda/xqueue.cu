@@ -18,6 +18,7 @@
 #include "ggml-xqueue-plan.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <unordered_map>
 #include <vector>
@@ -123,6 +124,9 @@ struct ggml_cuda_xqueue_plan {
     uint32_t          computes = 0;   // graph computes since the last re-plan
     double            estimate_us = 0.0; // the cost model's total for the graph
     int               token_class = 0;
+    int64_t           ne1 = 0;           // the token count (for GGML_XQUEUE_TRACE)
+    std::chrono::steady_clock::time_point last_start; // of the previous compute of this shape
+    double            period_us = 0.0;   // host time between the last two computes' starts (trace)
 };
 
 // ggml_cuda_xqueue_segments holds a context's plans and its timing events (compute thread only).
@@ -191,6 +195,13 @@ static void ggml_cuda_xqueue_collect(ggml_backend_cuda_context & ctx, ggml_cuda_
     }
     const int before = plan->tuner.n_seg;
     const double budget = (double) ggml_xqueue_get_knobs().segment_us;
+    if (ggml_xqueue_get_knobs().trace) {
+        // GPU time of the compute against the host time between computes of the shape: the difference is the
+        // time the device waited for the host (a gate's wake-up, or host work between graphs)
+        GGML_LOG_INFO("xqueue-trace: %s tokens=%lld segments=%d gpu_us=%.0f longest_us=%.0f estimate_us=%.0f "
+                      "period_us=%.0f\n", ctx.name.c_str(), (long long) plan->ne1, sg.pending_n, 1000.0 * total_ms,
+                      longest_us, plan->estimate_us, plan->period_us);
+    }
     if (plan->tuner.sample(splittable_us, longest_us, budget)) {
         GGML_LOG_DEBUG("%s: %s: %d segments -> %d (longest %.0f us, budget %.0f us)\n", __func__, ctx.name.c_str(),
                        before, plan->tuner.n_seg, longest_us, budget);
@@ -229,6 +240,7 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
         }
         plan.estimate_us = total;
         if (plan.planned_n_seg == 0) {
+            plan.ne1         = key.ne1;
             plan.token_class = ggml_cuda_xqueue_token_class(key.ne1);
             const double corrected = total * ggml_cuda_xqueue_correction(sg.ratios[plan.token_class]);
             plan.tuner.max_seg = std::max(1, ggml_xqueue_compute_nodes(cost));
@@ -241,6 +253,11 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
         plan.computes = 0;
     }
     const int n = (int) plan.starts.size();
+    const auto now = std::chrono::steady_clock::now();
+    if (plan.computes > 0) {
+        plan.period_us = std::chrono::duration<double, std::micro>(now - plan.last_start).count();
+    }
+    plan.last_start = now;
 
     // time every compute just after a re-plan, then every 16th
     const bool measure = sg.pending == nullptr && (plan.computes < 4 || plan.computes % 16 == 0);
@@ -267,6 +284,7 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
 #endif
         s.epoch++; // the segment's first gate admits it, later ones return at once
         part(&ctx, &view);
+        s.group.unit_launched(); // a preemption from here to the next gate is seen to drain by the core
 #ifdef USE_CUDA_GRAPH
         if (graph != nullptr && ((!warm_before && graph->warmup_complete) || (!inst_before && graph->instance != nullptr))) {
             captured = true;
@@ -427,8 +445,8 @@ void ggml_cuda_xqueue_compute(ggml_backend_cuda_context & ctx, ggml_cgraph * cgr
         GGML_LOG_DEBUG("%s: %s: %s\n", __func__, ctx.name.c_str(), ggml_cuda_xqueue_launch_name(launch));
         s.launch = launch;
     }
-    // two segments in flight: one running, one queued behind it
-    s.group.set_window(launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT ? 2 : 0, launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT ? 1 : 0);
+    // two segments in flight by default: one running, one queued behind it
+    s.group.set_window(launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT ? knobs.window : 0, launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT ? 1 : 0);
     s.graphs_allowed = launch != GGML_CUDA_XQUEUE_LAUNCH_NODE;
     s.coarse         = launch != GGML_CUDA_XQUEUE_LAUNCH_NODE;
 
@@ -437,6 +455,9 @@ void ggml_cuda_xqueue_compute(ggml_backend_cuda_context & ctx, ggml_cgraph * cgr
     } else {
         s.epoch++;
         part(&ctx, cgraph);
+        if (launch != GGML_CUDA_XQUEUE_LAUNCH_WHOLE || ggml_cuda_xqueue_preemptible(s)) {
+            s.group.unit_launched();
+        }
     }
 }
 

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# gpu-run5.sh: the GPU run of 2026-12-02 (run 5: the core sees a preemption's drain itself, the in-flight window and
+# a trace of the segments, the serve scenario with the prompt-cache rule) on an offline GPU machine. Both CUDA
+# servers are built there from a carried pruned llama.cpp tree, in the background (scripts/gpu-carried.sh jobs).
+# The commands of every figure in docs/results/h200-2026-12-02-run5/ are the functions below.
+#
+# usage (repository root):
+#   scripts/gpu-run5.sh build CARRY       install CARRY/*.whl, fetch llama.cpp from CARRY/src/llama.cpp, start the
+#                                         patched and vanilla CUDA builds and the model synthesis as background jobs
+#                                         (bp, bv, synth); each build links its llama-server to $GC_DIR
+#   scripts/gpu-run5.sh chain STEP...     run the steps one after the other as one background job "chain"
+#   scripts/gpu-run5.sh run STEP          run one step in the foreground
+# STEP: b8 s8 b06 w8 b17 smoke (see the functions). Collect with `scripts/gpu-carried.sh wait S OUT`.
+# environment: GC_DIR (scripts/gpu-carried.sh), BENCH_EXTRA (more words for every bench)
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+G=scripts/gpu-carried.sh
+eval "$($G env)"
+die() { echo "error: $*" >&2; exit 1; }
+B=(python3 -m xsched_llama bench --cuda --vanilla-server "$VANILLA" --patched-server "$PATCHED")
+M8=$MODELS/synth-qwen3-8b-q8_0.gguf
+M06=$MODELS/synth-qwen3-0.6b-q8_0.gguf
+M17=$MODELS/synth-qwen3-1.7b-q8_0.gguf
+# every bench traces the timed computes of the segments (one log line each, in the servers' logs)
+export GGML_XQUEUE_TRACE=1
+
+# overhead and isolation on the 8B shape, vanilla and patched side by side
+step_b8() {
+    "${B[@]}" --model "$M8" --out "$RESULTS/b8" --reps 3 --no-hw-priority-only --scenario overhead \
+        --scenario hpf-decode --scenario hpf-prefill ${BENCH_EXTRA:-}
+}
+# the serve scenario, patched HPF only, at run 4's rate (1 request/s = 0.3x one instance's capacity), 100 requests
+step_s8() {
+    "${B[@]}" --model "$M8" --out "$RESULTS/s8" --scenario serve --builds patched --no-hw-priority-only \
+        --serve-rate 1.0 --serve-requests 100 ${BENCH_EXTRA:-}
+}
+# the same three scenarios on the 0.6B shape (launch-bound decode)
+step_b06() {
+    "${B[@]}" --model "$M06" --out "$RESULTS/b06" --reps 3 --no-hw-priority-only --scenario overhead \
+        --scenario hpf-decode --scenario hpf-prefill ${BENCH_EXTRA:-}
+}
+# the alternative: four segments in flight instead of two, 8B, patched only
+step_w8() {
+    GGML_XQUEUE_WINDOW=4 "${B[@]}" --model "$M8" --out "$RESULTS/w8" --reps 3 --builds patched \
+        --no-hw-priority-only --scenario overhead --scenario hpf-prefill ${BENCH_EXTRA:-}
+}
+# the 1.7B shape
+step_b17() {
+    "${B[@]}" --model "$M17" --out "$RESULTS/b17" --reps 3 --no-hw-priority-only --scenario overhead \
+        --scenario hpf-decode --scenario hpf-prefill ${BENCH_EXTRA:-}
+}
+# the GPU tests
+step_smoke() {
+    XSCHED_LLAMA_TEST_SERVER=$PATCHED XSCHED_LLAMA_TEST_MODEL=$M06 XSCHED_LLAMA_SIGINT_RUNS=5 \
+        python3 -m pytest -m gpu -p no:cacheprovider -q -s tests/test_server_gpu.py 2>&1 | tail -60
+}
+
+[ $# -ge 1 ] || die "a command is required (see the header)"
+cmd=$1
+shift
+case "$cmd" in
+build)
+    [ $# -eq 1 ] || die "build CARRY"
+    carry=$1
+    [ -d "$carry/src/llama.cpp" ] || die "no pruned tree $carry/src/llama.cpp"
+    $G setup "$carry" || exit 1
+    base=${GC_DIR:-/tmp/gc}
+    export XSCHED_LLAMA_SOURCE=$PWD/$carry/src/llama.cpp XSCHED_LLAMA_CACHE=$base/cache
+    python3 -m pip install -q --no-build-isolation --no-deps . || die "pip install . failed (the core)"
+    ln -sf "$(python3 -c 'import xsched_llama.native as n; print(n.lib_dir())')/libxsched.so" "$base/" \
+        || die "no libxsched.so"
+    python3 -m xsched_llama fetch || die "fetch failed"
+    for v in patched vanilla; do
+        flag=""
+        [ "$v" = vanilla ] && flag=--vanilla
+        # shellcheck disable=SC2016 # expanded by the job's shell
+        $G start "b$v" -- bash -c 'python3 -m xsched_llama build '"$flag"' --cuda --cuda-arch 90 --target llama-server \
+            --json > "$1.json" && python3 -c "import json,sys;print(json.load(open(sys.argv[1]))[\"binaries\"][\"llama-server\"])" \
+            "$1.json" | xargs -I{} ln -sf {} "$1"' _ "$base/$v-server"
+    done
+    vocab=$XSCHED_LLAMA_SOURCE/models/ggml-vocab-qwen2.gguf
+    # shellcheck disable=SC2016
+    $G start synth -- bash -c 'for s in qwen3-8b qwen3-0.6b qwen3-1.7b; do python3 -c "from pathlib import Path;from xsched_llama.synth import synth;synth(\"$s\",Path(\"$1/synth-$s-q8_0.gguf\"),Path(\"$2\"))" || exit 1; done' \
+        _ "$MODELS" "$vocab"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    ;;
+run)
+    [ $# -eq 1 ] && declare -F "step_$1" > /dev/null || die "run STEP (one of: b8 s8 b06 w8 b17 smoke)"
+    "step_$1"
+    ;;
+chain)
+    [ $# -ge 1 ] || die "chain STEP..."
+    for s in "$@"; do declare -F "step_$s" > /dev/null || die "unknown step $s"; done
+    words=""
+    for s in "$@"; do words="$words echo \"=== $s \$(date -u +%T)\"; scripts/gpu-run5.sh run $s;"; done
+    $G start chain -- bash -c "$words echo \"=== done \$(date -u +%T)\""
+    ;;
+*)
+    die "unknown command $cmd"
+    ;;
+esac
