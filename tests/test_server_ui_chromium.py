@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from pathlib import Path
@@ -169,7 +168,7 @@ def test_live_view_while_running(srv: ServerProcess, tmp_path: Path) -> None:
         assert tables["instances"][0]["pending"] == "0"
         assert any(q["queue"].startswith("inst1/") and q["state"] != "idle" for q in tables["queues"])
         shot = tmp_path / "xsched-ui.png"
-        time.sleep(1.5)  # two polls, so that tokens/s has a value
+        # 2.5 s of the page's (virtual) time: three polls, so that tokens/s has a value
         chromium("--virtual-time-budget=2500", "--window-size=1280,560", f"--screenshot={shot}", url + "/xsched/ui")
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         keep = os.environ.get("XSCHED_LLAMA_UI_SCREENSHOT")
