@@ -161,7 +161,8 @@ def test_live_view_while_running(srv: ServerProcess, tmp_path: Path) -> None:
     body = {"prompt": "Count: 1 2 3", "n_predict": 100000, "ignore_eos": True, "stream": True, "priority": 0}
     with requests.post(url + "/completion", json=body, stream=True, timeout=600) as r:
         assert r.status_code == 200
-        next(r.iter_lines())  # the stream has started
+        lines = r.iter_lines()  # kept referenced: a collected generator closes the connection
+        assert next(lines).startswith(b"data: ")  # the stream has started
         tables, _ = render(url)
         low = tables["instances"][1]
         assert low["pending"] == "1" and low["state"] in ("running", "parked")
@@ -169,9 +170,10 @@ def test_live_view_while_running(srv: ServerProcess, tmp_path: Path) -> None:
         assert any(q["queue"].startswith("inst1/") and q["state"] != "idle" for q in tables["queues"])
         shot = tmp_path / "xsched-ui.png"
         # 2.5 s of the page's (virtual) time: three polls, so that tokens/s has a value
-        chromium("--virtual-time-budget=2500", "--window-size=1280,560", f"--screenshot={shot}", url + "/xsched/ui")
+        chromium("--virtual-time-budget=2500", "--window-size=1440,450", f"--screenshot={shot}", url + "/xsched/ui")
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         keep = os.environ.get("XSCHED_LLAMA_UI_SCREENSHOT")
         if keep:
             shutil.copyfile(shot, keep)
+        assert next(ln for ln in lines if ln).startswith(b"data: ")  # still streaming
     wait_idle(url)
