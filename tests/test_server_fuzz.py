@@ -213,7 +213,7 @@ def test_fuzz_instances_option(server_binary: Path, tmp_path_factory: pytest.Tem
         assert not bad, (value, bad)
     else:
         assert len(bad) == 1, (value, out[-800:])
-        assert "P[:W[:NP]]" in bad[0] and "[-255, 255]" in bad[0], bad
+        assert "P[:W[:NP[:Q]]]" in bad[0] and "[-255, 255]" in bad[0], bad
 
 
 @FUZZ
