@@ -167,27 +167,31 @@ def test_fuzz_xsched_raw_body(srv: ServerProcess, raw: bytes) -> None:
 
 
 def instances_valid(value: str) -> bool:
-    """instances_valid() is the --instances grammar of docs/server.md: P[:W[:NP]],... with the allowed ranges."""
+    """instances_valid() is the --instances grammar of docs/server.md: P[:W[:NP[:Q]]],... with the allowed ranges
+    (an empty W or NP takes the default; Q, when its colon is there, must be an integer >= 1)."""
     if value == "":
         return False
     for entry in value.split(","):
         parts = entry.split(":")
-        if not 1 <= len(parts) <= 3 or not re.fullmatch(r"[+-]?[0-9]{1,10}", parts[0]):
+        if not 1 <= len(parts) <= 4 or not re.fullmatch(r"[+-]?[0-9]{1,10}", parts[0]):
             return False
         if not -255 <= int(parts[0]) <= 255:
             return False
         if len(parts) >= 2 and parts[1] != "" and not (re.fullmatch(r"[+-]?[0-9]{1,10}", parts[1])
                                                         and 1 <= int(parts[1]) <= 1000):
             return False
-        if len(parts) == 3 and parts[2] != "" and not (re.fullmatch(r"[+-]?[0-9]{1,10}", parts[2])
+        if len(parts) >= 3 and parts[2] != "" and not (re.fullmatch(r"[+-]?[0-9]{1,10}", parts[2])
                                                         and int(parts[2]) >= 1):
+            return False
+        if len(parts) == 4 and not (re.fullmatch(r"[+-]?[0-9]{1,10}", parts[3]) and 1 <= int(parts[3]) <= 2**31 - 1):
             return False
     return True
 
 
 instances_values = st.one_of(
     st.lists(st.tuples(st.integers(-300, 300), st.one_of(st.none(), st.integers(-2, 1002)),
-                       st.one_of(st.none(), st.integers(-1, 3))), min_size=1, max_size=4).map(
+                       st.one_of(st.none(), st.integers(-1, 3)), st.one_of(st.none(), st.integers(-1, 3))),
+                   min_size=1, max_size=4).map(
         lambda es: ",".join(":".join(str(x) for x in e if x is not None) for e in es)),
     st.text(alphabet="0123456789:,-+ xa", max_size=14))
 
@@ -209,7 +213,7 @@ def test_fuzz_instances_option(server_binary: Path, tmp_path_factory: pytest.Tem
         assert not bad, (value, bad)
     else:
         assert len(bad) == 1, (value, out[-800:])
-        assert "P[:W[:NP]]" in bad[0] and "[-255, 255]" in bad[0], bad
+        assert "P[:W[:NP[:Q]]]" in bad[0] and "[-255, 255]" in bad[0], bad
 
 
 @FUZZ

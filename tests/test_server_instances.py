@@ -279,7 +279,7 @@ def test_without_instances_one_instance(server_binary: Path, default_model: Path
         assert complete(s, priority="x").status_code == 400
 
 
-@pytest.mark.parametrize("value", ["", "10:0", "300", "a:1", "1:1:0", "1:2:3:4", "1,,2"])
+@pytest.mark.parametrize("value", ["", "10:0", "300", "a:1", "1:1:0", "1:2:3:4:5", "1:2:3:0", "1,,2"])
 def test_bad_instances_option_exits(server_binary: Path, default_model: Path, tmp_path: Path, value: str) -> None:
     s = ServerProcess(server_binary, [*common_args(default_model), "--instances", value],
                       log_path=tmp_path / "server.log", startup_timeout=60)

@@ -112,6 +112,25 @@ def test_scheduling_args() -> None:
         server.scheduling_args([], None, "fifo")
 
 
+def test_scheduling_args_queue_bounds() -> None:
+    assert server.scheduling_args(["high:10:1:2", "batch:0:1:4:16"], None, None, 32) == \
+        ["--instances", "10:1:2,0:1:4:16", "--xsched-max-waiting", "32"]
+    assert server.scheduling_args(["10:1:2:3"], "0:1:4:1") == ["--instances", "10:1:2:3,0:1:4:1"]
+    for bad in (["batch:0:1:4:0"], ["0:1:4:-2"], ["0:1:4:x"], ["n:0:1:4:5:6"]):
+        with pytest.raises(UsageError, match="QUEUE >= 1"):
+            server.scheduling_args(bad)
+    with pytest.raises(UsageError, match="QUEUE >= 1"):
+        server.scheduling_args([], "0:1:4:0")
+    with pytest.raises(UsageError, match="--max-waiting"):
+        server.scheduling_args([], None, None, 0)
+
+
+def test_serve_bad_max_waiting_exits_2(tmp_path: Path) -> None:
+    cp = cli(tmp_path, "serve", "--max-waiting", "0")
+    assert cp.returncode == 2
+    assert "--max-waiting" in error_line(cp)
+
+
 def test_failing_configure_names_the_log(tmp_path: Path, llama_source: Path) -> None:
     cp = cli(tmp_path, "build", "--vanilla", "--source", str(llama_source), "-D", "CMAKE_CXX_COMPILER=/bin/false",
              env={"XSCHED_LLAMA_MIN_FREE_GB": "0.1"})

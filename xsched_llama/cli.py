@@ -226,9 +226,13 @@ def patches_export(directory: str, patches_dir: str | None, as_json: bool) -> No
               help="GGUF path, preset, URL, OWNER/REPO[:QUANT] or hf://OWNER/REPO/FILE.gguf [default: smollm2-135m].")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--instance", "instance", multiple=True, metavar="[NAME:]P:W:NP",
-              help="One server instance: priority, weight, slots (repeatable), e.g. high:10:1:2.")
-@click.option("--instances", metavar="P:W:NP,...", help="All instances in llama-server's own form.")
+@click.option("--instance", "instance", multiple=True, metavar="[NAME:]P:W:NP[:Q]",
+              help="One server instance: priority, weight, slots, optional bound on waiting requests (repeatable), "
+                   "e.g. high:10:1:2 or batch:0:1:4:16.")
+@click.option("--instances", metavar="P:W:NP[:Q],...", help="All instances in llama-server's own form.")
+@click.option("--max-waiting", "max_waiting", type=int, metavar="N",
+              help="Waiting requests of all instances together (passed as --xsched-max-waiting; >= 1); beyond it "
+                   "the lowest priority gets 429.")
 @click.option("--policy", type=click.Choice(["hpf", "wrr", "none"], case_sensitive=False),
               help="XSched policy (passed as --xsched-policy; the local one when joined to a global scheduler).")
 @click.option("--xsched-scheduler", "xsched_scheduler", metavar="PATH",
@@ -237,17 +241,18 @@ def patches_export(directory: str, patches_dir: str | None, as_json: bool) -> No
 @click.argument("server_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- LLAMA-SERVER ARGS]")
 @click.pass_context
 def serve(ctx: click.Context, model_spec: str | None, host: str, port: int, instance: tuple[str, ...],
-          instances: str | None, policy: str | None, xsched_scheduler: str | None, server_args: tuple[str, ...],
-          **kw: Any) -> None:
+          instances: str | None, max_waiting: int | None, policy: str | None, xsched_scheduler: str | None,
+          server_args: tuple[str, ...], **kw: Any) -> None:
     """Serve a model with the patched llama-server (fetches and builds on first use). Ctrl-C stops it."""
     from . import build as build_mod
     from . import models, server, ui
     from . import scheduler as sched_mod
     cache = _cache(ctx)
     opts = _build_options(**kw)
-    sched = server.scheduling_args(instance, instances, policy)
+    sched = server.scheduling_args(instance, instances, policy, max_waiting)
     if (sched or xsched_scheduler) and opts.vanilla:
-        raise UsageError("--instance/--instances/--policy/--xsched-scheduler need the patched server (drop --vanilla)")
+        raise UsageError("--instance/--instances/--max-waiting/--policy/--xsched-scheduler need the patched server "
+                         "(drop --vanilla)")
     env = None
     if xsched_scheduler:
         sock = sched_mod.socket_path(xsched_scheduler)

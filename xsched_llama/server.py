@@ -205,28 +205,46 @@ class ServerProcess:
 POLICIES = ("hpf", "wrr", "none")
 
 
-def scheduling_args(instances: Sequence[str] = (), instances_csv: str | None = None,
-                    policy: str | None = None) -> list[str]:
-    """scheduling_args() turns the friendly options into llama-server's `--instances`/`--xsched-policy`.
+def _int(text: str) -> bool:
+    return text.lstrip("-").isdigit() and text.count("-") <= 1 and not text.endswith("-")
 
-    `instances` are `[NAME:]PRIORITY:WEIGHT:SLOTS` (e.g. `high:10:1:2`), `instances_csv` is the server's own
-    `P:W:NP,...` form; they are merged in that order.
+
+def _instance_spec(parts: list[str]) -> str | None:
+    """_instance_spec() checks `P:W:NP[:Q]` (already split) and returns it joined, or None when malformed."""
+    if len(parts) not in (3, 4) or not all(_int(p) for p in parts):
+        return None
+    if len(parts) == 4 and int(parts[3]) < 1:
+        return None
+    return ":".join(parts)
+
+
+def scheduling_args(instances: Sequence[str] = (), instances_csv: str | None = None,
+                    policy: str | None = None, max_waiting: int | None = None) -> list[str]:
+    """scheduling_args() turns the friendly options into llama-server's `--instances`/`--xsched-policy`/
+    `--xsched-max-waiting`.
+
+    `instances` are `[NAME:]PRIORITY:WEIGHT:SLOTS[:QUEUE]` (e.g. `high:10:1:2`, `batch:0:1:4:16`; NAME is not an
+    integer), `instances_csv` is the server's own `P:W:NP[:Q],...` form; they are merged in that order. QUEUE and
+    `max_waiting` are admission bounds (waiting requests, >= 1; docs/server.md).
     """
     from .errors import UsageError
     specs: list[str] = []
     for spec in instances:
         parts = spec.split(":")
-        if len(parts) == 4:
+        if parts and not _int(parts[0]):
             parts = parts[1:]
-        if len(parts) != 3 or not all(p.lstrip("-").isdigit() for p in parts):
-            raise UsageError(f"bad --instance {spec!r}: use [NAME:]PRIORITY:WEIGHT:SLOTS, e.g. high:10:1:2")
-        specs.append(":".join(parts))
+        joined = _instance_spec(parts)
+        if joined is None:
+            raise UsageError(f"bad --instance {spec!r}: use [NAME:]PRIORITY:WEIGHT:SLOTS[:QUEUE] with QUEUE >= 1, "
+                             "e.g. high:10:1:2 or batch:0:1:4:16")
+        specs.append(joined)
     if instances_csv:
         for spec in instances_csv.split(","):
-            parts = spec.strip().split(":")
-            if len(parts) != 3 or not all(p.lstrip("-").isdigit() for p in parts):
-                raise UsageError(f"bad --instances item {spec!r}: use PRIORITY:WEIGHT:SLOTS[,...], e.g. 10:1:2,0:1:4")
-            specs.append(":".join(parts))
+            joined = _instance_spec(spec.strip().split(":"))
+            if joined is None:
+                raise UsageError(f"bad --instances item {spec!r}: use PRIORITY:WEIGHT:SLOTS[:QUEUE][,...] with "
+                                 "QUEUE >= 1, e.g. 10:1:2,0:1:4:16")
+            specs.append(joined)
     args: list[str] = []
     if specs:
         args += ["--instances", ",".join(specs)]
@@ -234,6 +252,10 @@ def scheduling_args(instances: Sequence[str] = (), instances_csv: str | None = N
         if policy.lower() not in POLICIES:
             raise UsageError(f"unknown --policy {policy!r}: use hpf, wrr or none")
         args += ["--xsched-policy", policy.upper()]
+    if max_waiting is not None:
+        if max_waiting < 1:
+            raise UsageError(f"bad --max-waiting {max_waiting}: must be an integer >= 1")
+        args += ["--xsched-max-waiting", str(max_waiting)]
     return args
 
 

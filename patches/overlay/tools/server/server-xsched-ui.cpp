@@ -24,16 +24,18 @@ const char * server_xsched_ui_html() {
 </head>
 <body>
 <h1>xsched-llama</h1>
-<div class="mute"><span id="policy">…</span> · updated <span id="when">never</span> <span id="err"></span></div>
+<div class="mute"><span id="policy">…</span> · <span id="admission">…</span> · updated <span id="when">never</span> <span id="err"></span></div>
 <h2>Instances</h2>
 <table id="instances"><thead><tr><th>instance</th><th>priority</th><th>weight</th><th>slots</th><th>pending</th>
+<th>waiting</th><th>queue bound</th><th>rejected</th><th>evicted</th>
 <th>state</th><th>tokens/s</th><th>parked s</th></tr></thead><tbody></tbody></table>
 <h2>Queues</h2>
 <table id="queues"><thead><tr><th>queue</th><th>priority</th><th>weight</th><th>state</th><th>in flight</th>
 <th>units</th><th>suspended s</th><th>gate blocked s</th><th>preemptions</th><th>preempt P50 ms</th>
 <th>preempt P99 ms</th><th>preempt max ms</th></tr></thead><tbody></tbody></table>
 <p class="mute">A queue is <b>running</b> when it has work and is not held back, <b>parked</b> when the scheduler holds it
-back, <b>idle</b> without work. Preemption latency: time from a more important queue's arrival until this queue's
+back, <b>idle</b> without work. <b>waiting</b>: completion requests beyond the instance's slots; <b>rejected</b>:
+those answered 429 by admission control (refused on arrival or <b>evicted</b> for a more important one). Preemption latency: time from a more important queue's arrival until this queue's
 in-flight GPU work had drained (P50/P99 are the upper bounds of the histogram buckets holding them).</p>
 <script>
 "use strict";
@@ -64,6 +66,9 @@ async function tick() {
     try { const r = await fetch("/metrics", { cache: "no-store" }); if (r.ok) tokens = tokensByInstance(await r.text()); } catch (e) { }
     document.getElementById("policy").textContent = (snap.available ? "policy " + snap.policy : "built without the xsched core") +
       (snap.policy === "WRR" ? ", quantum " + snap.timeslice_us + " µs" : "");
+    const adm = snap.admission || {};
+    document.getElementById("admission").textContent = "waiting " + text(adm.waiting) + " of " +
+      (adm.max_waiting === null || adm.max_waiting === undefined ? "no global bound" : "at most " + adm.max_waiting);
     const now = performance.now() / 1000;
     const ib = document.querySelector("#instances tbody"); ib.replaceChildren();
     for (const inst of snap.instances || []) {
@@ -73,6 +78,7 @@ async function tick() {
       if (t !== undefined) { const p = prev[inst.id]; if (p && now > p.t) rate = (t - p.tokens) / (now - p.t); prev[inst.id] = { t: now, tokens: t }; }
       const tr = document.createElement("tr"); tr.dataset.instance = inst.id;
       cell(tr, inst.name); cell(tr, inst.priority); cell(tr, inst.weight); cell(tr, inst.n_slots); cell(tr, inst.pending);
+      cell(tr, inst.waiting); cell(tr, inst.max_waiting === null ? "none" : inst.max_waiting); cell(tr, inst.rejected); cell(tr, inst.evicted);
       badge(tr, st); cell(tr, rate === null ? "–" : rate.toFixed(1));
       cell(tr, (Math.max(0, ...qs.map(q => q.suspended_us)) / 1e6).toFixed(2));
       ib.appendChild(tr);

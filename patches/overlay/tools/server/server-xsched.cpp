@@ -195,6 +195,7 @@ bool server_xsched_admin_allowed(const server_http_req & req, const std::string 
 }
 
 bool server_instances_prepare(common_params & params, std::string & err) {
+    server_admission_configure(params);
 #ifdef LLAMA_SERVER_XSCHED
     char msg[256] = {0};
     if (XSchedCheckEnv(msg, sizeof(msg)) != kXSchedSuccess) {
@@ -351,6 +352,11 @@ server_signal_watcher::~server_signal_watcher() {
         g_signal_pipe[0] = -1;
     }
 #endif
+}
+
+void server_xsched_slot_given(server_xsched_times & t) {
+    t.slot_us = ggml_time_us();
+    server_admission_started(t.admission);
 }
 
 void server_xsched_timings_add(json & res, const server_xsched_times & t, const server_slot_stats & stats) {
@@ -567,6 +573,7 @@ json server_xsched_snapshot() {
         {"timeslice_us", info.timeslice_us},
         {"n_queues",     info.n_queues},
         {"queues",       queues},
+        {"admission",    server_admission_global_json()},
     };
 }
 
@@ -698,6 +705,7 @@ json server_xsched_snapshot() {
         {"timeslice_us", 0},
         {"n_queues",     0},
         {"queues",       json::array()},
+        {"admission",    server_admission_global_json()},
     };
 }
 

@@ -7,6 +7,7 @@
 // docs/server.md of xsched-llama.
 #pragma once
 
+#include "server-admission.h"
 #include "server-common.h"
 #include "server-http.h"
 
@@ -146,7 +147,11 @@ struct server_xsched_times {
     int64_t received_us = 0; // the HTTP handler received the request
     int64_t routed_us   = 0; // the request was routed to an instance
     int64_t slot_us     = 0; // its task was given a slot
+    std::shared_ptr<server_admission_ticket> admission; // admission control of the request (server-admission.h)
 };
+
+// server_xsched_slot_given() records that the task carrying `t` got a slot (slot_us; admission: no longer evictable).
+void server_xsched_slot_given(server_xsched_times & t);
 
 // server_xsched_timings_add() adds to a final completion result `res` the object
 // "xsched_timings": {"routed_ms", "slot_ms", "prompt_start_ms", "first_token_ms"}: milliseconds since
