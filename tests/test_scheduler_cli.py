@@ -113,7 +113,7 @@ def test_serve_option_needs_the_patched_server(tmp_path: Path) -> None:
     r = subprocess.run([*CLI, "serve", "--vanilla", "--xsched-scheduler", str(tmp_path / "s.sock")],
                        capture_output=True, text=True)
     assert r.returncode == 2
-    assert r.stderr.strip() == ("error: --instance/--instances/--policy/--xsched-scheduler need the patched server "
+    assert r.stderr.strip() == ("error: --instance/--instances/--max-waiting/--policy/--xsched-scheduler need the patched server "
                                 "(drop --vanilla)")
 
 
