@@ -125,7 +125,7 @@ struct ggml_cuda_xqueue_plan {
     double            estimate_us = 0.0; // the cost model's total for the graph
     int               token_class = 0;
     int64_t           ne1 = 0;           // the token count (for GGML_XQUEUE_TRACE)
-    std::chrono::steady_clock::time_point last_start; // of the previous compute of this shape
+    std::chrono::steady_clock::time_point last_start; // of the previous compute of this shape (trace)
     double            period_us = 0.0;   // host time between the last two computes' starts (trace)
 };
 
@@ -253,11 +253,13 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
         plan.computes = 0;
     }
     const int n = (int) plan.starts.size();
-    const auto now = std::chrono::steady_clock::now();
-    if (plan.computes > 0) {
-        plan.period_us = std::chrono::duration<double, std::micro>(now - plan.last_start).count();
+    if (ggml_xqueue_get_knobs().trace) { // the host's period between computes of this shape, for the trace only
+        const auto now = std::chrono::steady_clock::now();
+        if (plan.computes > 0) {
+            plan.period_us = std::chrono::duration<double, std::micro>(now - plan.last_start).count();
+        }
+        plan.last_start = now;
     }
-    plan.last_start = now;
 
     // time every compute just after a re-plan, then every 16th
     const bool measure = sg.pending == nullptr && (plan.computes < 4 || plan.computes % 16 == 0);
