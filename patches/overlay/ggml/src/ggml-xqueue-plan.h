@@ -2,12 +2,12 @@
 // preempted keeps CUDA graphs (one graph per segment) and is still preempted within a bounded time (one gate
 // per segment). Nothing here calls CUDA: the planning is tested on the CPU (tests/test_segment_plan.py).
 //
-// A segment is a run of consecutive graph nodes. The plan of a graph is its number of segments; the cuts
-// are placed at equal estimated cost (ggml_xqueue_node_cost, a model of a node's GPU time), preferring the
-// start of a normalisation (a sublayer) near each ideal cut. The tuner (ggml_xqueue_tuner) corrects the
-// number of segments from the measured GPU time of the segments, so the model only needs the right
-// proportions: a segment that keeps measuring over the budget adds segments, a plan whose segments all
-// stay well under it loses some.
+// A segment is a run of consecutive graph nodes. A plan cuts a graph greedily into segments of at most a
+// target cost each (85 % of the budget), where the cost of a node is a model of its GPU time
+// (ggml_xqueue_node_cost) times a per-node factor corrected from the measured GPU time of the segments
+// (ggml_xqueue_rescale), preferring the start of a normalisation (a sublayer) as a cut. The model only has to
+// be right at the first computes of a graph; the tuner (ggml_xqueue_tuner) cuts anew when a segment keeps
+// measuring over the budget or when the corrected costs would need clearly fewer segments.
 #pragma once
 
 #include "ggml.h"
@@ -88,108 +88,129 @@ static inline std::vector<double> ggml_xqueue_costs(ggml_cgraph * g) {
     return c;
 }
 
-// ggml_xqueue_cuts() returns the first node of each segment (starting with 0) when g is cut into n_seg
-// segments of about equal estimated cost. A cut goes before a compute node; within 15 % of a segment's
-// share around the ideal point, the start of an RMS_NORM or NORM wins (the start of a sublayer: upstream's
-// fusions begin there, so no fused group is split). Fewer segments come back when g has fewer compute nodes.
-static inline std::vector<int> ggml_xqueue_cuts(ggml_cgraph * g, const std::vector<double> & cost, int n_seg) {
+// ggml_xqueue_norms() marks the nodes of g that start a normalisation (RMS_NORM, NORM): the start of a
+// sublayer, where upstream's fusions begin.
+static inline std::vector<uint8_t> ggml_xqueue_norms(ggml_cgraph * g) {
     const int n = ggml_graph_n_nodes(g);
+    std::vector<uint8_t> out(n);
+    for (int i = 0; i < n; ++i) {
+        const ggml_op op = ggml_graph_node(g, i)->op;
+        out[i] = op == GGML_OP_RMS_NORM || op == GGML_OP_NORM;
+    }
+    return out;
+}
+
+// ggml_xqueue_cuts() returns the first node of each segment (starting with 0) when the nodes of costs cost are
+// cut greedily into segments of at most target cost each: a segment grows node by node and is cut before the
+// compute node that would take it over target. If a norm start (norms, ggml_xqueue_norms) lies in the segment
+// after at least 60 % of target, the cut goes there instead, so that no fused group is split. A node costlier
+// than target is a segment of its own. Nodes that launch nothing (cost 0) stay with the node before them.
+static inline std::vector<int> ggml_xqueue_cuts(const std::vector<double> & cost, const std::vector<uint8_t> & norms,
+                                                double target) {
+    const int n = (int) cost.size();
     std::vector<double> prefix(n + 1, 0.0); // prefix[i] = cost of the nodes before i
     for (int i = 0; i < n; ++i) {
         prefix[i + 1] = prefix[i] + cost[i];
     }
-    const double total = prefix[n];
     std::vector<int> starts = { 0 };
-    if (n_seg <= 1 || total <= 0.0) {
-        return starts;
-    }
-    const double share = total / n_seg;
-    int j = 1;
-    for (int k = 1; k < n_seg; ++k) {
-        const double target = share * k;
-        const double window = 0.15 * share;
-        while (j < n && prefix[j] < target - window) {
-            ++j;
+    int first = -1; // the first compute node of the current segment
+    int norm  = -1; // the last norm start of the current segment after its first compute node
+    for (int i = 0; i < n; ++i) {
+        if (cost[i] <= 0.0) {
+            continue;
         }
-        int best = -1;
-        int best_norm = -1;
-        double d_best = INFINITY;
-        double d_norm = INFINITY;
-        for (int m = j; m < n && prefix[m] <= target + window; ++m) {
-            if (cost[m] <= 0.0) {
-                continue;
+        while (first >= 0 && first < i && prefix[i + 1] - prefix[starts.back()] > target) {
+            int cut = i;
+            if (norm > first && prefix[norm] - prefix[starts.back()] >= 0.6 * target) {
+                cut = norm;
             }
-            const double d = std::fabs(prefix[m] - target);
-            if (d < d_best) {
-                d_best = d;
-                best   = m;
-            }
-            const ggml_op op = ggml_graph_node(g, m)->op;
-            if ((op == GGML_OP_RMS_NORM || op == GGML_OP_NORM) && d < d_norm) {
-                d_norm    = d;
-                best_norm = m;
-            }
-        }
-        if (best < 0) { // no compute node near the ideal point (one long node spans it): the next one after it
-            best = j;
-            while (best < n && (prefix[best] < target || cost[best] <= 0.0)) {
-                ++best;
-            }
-        }
-        const int cut = best_norm >= 0 ? best_norm : best;
-        if (cut > starts.back() && cut < n) {
             starts.push_back(cut);
+            first = cut;
+            norm  = -1;
+        }
+        if (first < 0) {
+            first = i;
+        }
+        if (i > first && i < (int) norms.size() && norms[i]) {
+            norm = i;
         }
     }
     return starts;
 }
 
-// ggml_xqueue_initial_segments() is the number of segments of a graph of estimated cost total_us before
-// anything was measured: enough for each to stay at 85 % of the budget.
-static inline int ggml_xqueue_initial_segments(double total_us, double budget_us) {
-    return std::max(1, (int) std::ceil(total_us / (0.85 * budget_us)));
+// ggml_xqueue_scaled() is cost[i] * scale[i] for every node (scale: the plan's measured corrections).
+static inline std::vector<double> ggml_xqueue_scaled(const std::vector<double> & cost, const std::vector<double> & scale) {
+    std::vector<double> out(cost.size());
+    for (size_t i = 0; i < cost.size(); ++i) {
+        out[i] = cost[i] * (i < scale.size() ? scale[i] : 1.0);
+    }
+    return out;
 }
 
-// ggml_xqueue_tuner keeps the number of segments of one graph right for the budget, from two figures of
-// each measured compute (a sample): its longest segment that more cuts could shorten (more than one compute
-// node) and its longest segment of all. Decisions use the last three samples: two whose splittable longest
-// exceeds 115 % of the budget raise the count (a second look, because a sample taken next to a more
-// important context's work runs slower); three whose longest of all stay under 50 % lower it. A single node
-// longer than the budget cannot be cut, so it neither raises the count nor lets it fall around it. The new
-// count aims at 85 % of the budget for the segments as measured (equal shares scale with 1 / count), at
-// most max_seg.
+// ggml_xqueue_rescale() corrects the per-node factors scale from one measured compute: segment k (nodes
+// starts[k] up to the next start) took measured[k] us where the model times scale predicted est_k; its nodes'
+// factors are multiplied by measured[k] / est_k, clamped to [1/16, 16], to the power damping (1: take the
+// measurement as it is; 0.5: halfway, in logarithms, against noise). Segments without compute nodes are left.
+static inline void ggml_xqueue_rescale(std::vector<double> & scale, const std::vector<double> & cost,
+                                       const std::vector<int> & starts, const std::vector<double> & measured,
+                                       double damping) {
+    const int n = (int) cost.size();
+    scale.resize(n, 1.0);
+    for (size_t k = 0; k < starts.size() && k < measured.size(); ++k) {
+        const int end = k + 1 < starts.size() ? starts[k + 1] : n;
+        double est = 0.0;
+        for (int i = starts[k]; i < end; ++i) {
+            est += cost[i] * scale[i];
+        }
+        if (est <= 0.0 || measured[k] <= 0.0) {
+            continue;
+        }
+        const double r = std::pow(std::min(16.0, std::max(1.0 / 16.0, measured[k] / est)), damping);
+        for (int i = starts[k]; i < end; ++i) {
+            scale[i] *= r;
+        }
+    }
+}
+
+// ggml_xqueue_target() is the cost a segment is cut to: 85 % of the budget, so that measured noise stays
+// under the budget.
+static inline double ggml_xqueue_target(double budget_us) {
+    return 0.85 * budget_us;
+}
+
+// ggml_xqueue_tuner decides when a plan is cut anew, from two figures of each measured compute (a sample):
+// its longest segment that more cuts could shorten (more than one compute node), and the number of segments a
+// new cut at the target would give with the corrected costs. Decisions use the last three samples: two whose
+// splittable longest exceeds 115 % of the budget re-plan (a second look, because a sample taken next to a more
+// important context's work runs slower); three that would each need at most 80 % of the current count re-plan
+// with fewer segments (every segment costs a gate and a graph launch). A single node longer than the budget
+// cannot be cut: it is a segment of its own and triggers nothing.
 struct ggml_xqueue_tuner {
-    int    n_seg   = 1;
-    int    max_seg = 1 << 20;
+    int    n_seg = 1; // segments of the current plan
     double splittable[3] = { 0.0, 0.0, 0.0 };
-    double longest[3]    = { 0.0, 0.0, 0.0 };
+    int    recut[3]      = { 0, 0, 0 };
     int    n_recent = 0;
 
-    // sample() takes one compute's figures; returns true when n_seg changed.
-    bool sample(double longest_splittable_us, double longest_us, double budget_us) {
+    // sample() takes one compute's figures; true when the plan should be cut anew (the samples start over).
+    bool sample(double longest_splittable_us, int recut_segments, double budget_us) {
         for (int i = 2; i > 0; --i) {
             splittable[i] = splittable[i - 1];
-            longest[i]    = longest[i - 1];
+            recut[i]      = recut[i - 1];
         }
         splittable[0] = longest_splittable_us;
-        longest[0]    = longest_us;
+        recut[0]      = recut_segments;
         n_recent      = std::min(3, n_recent + 1);
-        double lo = splittable[0];
-        double hi = longest[0];
+        double lo   = splittable[0];
+        int    most = recut[0];
         for (int i = 1; i < n_recent; ++i) {
-            lo = std::min(lo, splittable[i]);
-            hi = std::max(hi, longest[i]);
+            lo   = std::min(lo, splittable[i]);
+            most = std::max(most, recut[i]);
         }
-        int want = n_seg;
-        if (n_recent >= 2 && lo > 1.15 * budget_us) {
-            want = std::min(max_seg, (int) std::ceil(n_seg * lo / (0.85 * budget_us)));
-        } else if (n_recent >= 3 && hi < 0.5 * budget_us && n_seg > 1) {
-            want = std::max(1, (int) std::ceil(n_seg * hi / (0.85 * budget_us)));
-        }
-        if (want == n_seg) {
+        const bool over  = n_recent >= 2 && lo > 1.15 * budget_us;
+        const bool fewer = n_recent >= 3 && most <= 0.8 * n_seg;
+        if (!over && !fewer) {
             return false;
         }
-        n_seg    = want;
         n_recent = 0;
         return true;
     }

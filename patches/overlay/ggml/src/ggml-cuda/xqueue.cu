@@ -7,8 +7,9 @@
 // is cut into segments of at most GGML_XQUEUE_SEGMENT_US of GPU time (ggml-xqueue-plan.h): each segment is
 // a view of the ggml graph that upstream's code captures and replays as its own CUDA graph (or launches
 // directly when it cannot use one, e.g. during prefill), behind one gate; two segments may be in flight,
-// so a preemption waits for at most about two segments. The segment count of each graph is corrected from
-// timing events around the segments of sampled computes. GGML_XQUEUE_PREEMPT=node|graph select the two
+// so a preemption waits for at most about two segments. Timing events around the segments of sampled computes
+// correct the cost model per node, and a graph is cut anew when its segments measure over the budget or when
+// clearly fewer would do. GGML_XQUEUE_PREEMPT=node|graph select the two
 // alternatives for measurement (docs/knobs.md).
 #ifdef GGML_USE_XQUEUE
 
@@ -116,14 +117,17 @@ static double ggml_cuda_xqueue_correction(const std::vector<double> & ratios) {
 
 // ggml_cuda_xqueue_plan is the segmentation of one graph shape.
 struct ggml_cuda_xqueue_plan {
-    ggml_xqueue_tuner tuner;          // the segment count, corrected from measurements
-    std::vector<int>  starts;         // first node of each segment, for planned_n_seg
-    std::vector<bool> splittable;     // per segment: more than one compute node
-    int               planned_n_seg = 0;
-    uint32_t          version  = 0;   // counts re-plans (part of the segments' graph uids)
-    uint32_t          computes = 0;   // graph computes since the last re-plan
-    double            estimate_us = 0.0; // the cost model's total for the graph
-    int               token_class = 0;
+    ggml_xqueue_tuner    tuner;       // when to cut anew, from measurements
+    std::vector<int>     starts;      // first node of each segment
+    std::vector<bool>    splittable;  // per segment: more than one compute node
+    std::vector<double>  scale;       // per node: measured / modelled GPU time (ggml_xqueue_rescale)
+    std::vector<uint8_t> norms;       // per node: starts a normalisation (a preferred cut)
+    bool                 replan   = true; // cut anew at the next compute
+    uint32_t             samples  = 0;    // measured computes since the plan was created
+    uint32_t             version  = 0;    // counts re-plans (part of the segments' graph uids)
+    uint32_t             computes = 0;    // graph computes since the last re-plan
+    double               estimate_us = 0.0; // the corrected model's total for the graph at the last cut
+    int                  token_class = 0;
     int64_t           ne1 = 0;           // the token count (for GGML_XQUEUE_TRACE)
     std::chrono::steady_clock::time_point last_start; // of the previous compute of this shape (trace)
     double            period_us = 0.0;   // host time between the last two computes' starts (trace)
@@ -136,8 +140,9 @@ struct ggml_cuda_xqueue_segments {
     // measured / estimated GPU time of whole computes, per token-count class (ggml_cuda_xqueue_token_class):
     // the first plan of a new graph shape starts from it (the cost model is far off for small prefill GEMMs)
     std::vector<double> ratios[ggml_cuda_xqueue_token_classes];
-    // the measured compute whose events are not read yet
+    // the measured compute whose events are not read yet, and its nodes' modelled costs
     ggml_cuda_xqueue_plan * pending = nullptr;
+    std::vector<double>     pending_cost;
     uint32_t pending_version = 0;
     int      pending_n       = 0;
     bool     pending_valid   = false; // false when a segment was captured (its time is the capture's)
@@ -153,8 +158,8 @@ static uint64_t ggml_cuda_xqueue_segment_uid(uint64_t parent, uint32_t version, 
     return (1ull << 63) | ((parent & 0xffffffffull) << 28) | ((uint64_t) (version & 0xfff) << 16) | (uint64_t) (k & 0xffff);
 }
 
-// ggml_cuda_xqueue_collect() reads the timing of the last measured compute once it is complete and lets the
-// plan's tuner correct the segment count.
+// ggml_cuda_xqueue_collect() reads the timing of the last measured compute once it is complete, corrects the
+// plan's per-node costs from it and lets the tuner decide whether to cut anew.
 static void ggml_cuda_xqueue_collect(ggml_backend_cuda_context & ctx, ggml_cuda_xqueue_segments & sg) {
     if (sg.pending == nullptr) {
         return;
@@ -173,13 +178,22 @@ static void ggml_cuda_xqueue_collect(ggml_backend_cuda_context & ctx, ggml_cuda_
         return;
     }
     float total_ms = 0.0f;
-    if (plan->estimate_us > 0.0 && cudaEventElapsedTime(&total_ms, sg.events[0], sg.events[sg.pending_n]) == cudaSuccess) {
+    if (cudaEventElapsedTime(&total_ms, sg.events[0], sg.events[sg.pending_n]) != cudaSuccess) {
+        (void) cudaGetLastError();
+        return;
+    }
+    double model_us = 0.0; // the uncorrected model's total: the class ratio starts new shapes' plans
+    for (double c : sg.pending_cost) {
+        model_us += c;
+    }
+    if (model_us > 0.0) {
         std::vector<double> & r = sg.ratios[plan->token_class];
         if (r.size() >= 9) {
             r.erase(r.begin());
         }
-        r.push_back(1000.0 * total_ms / plan->estimate_us);
+        r.push_back(1000.0 * total_ms / model_us);
     }
+    std::vector<double> measured(sg.pending_n);
     double longest_us = 0.0;
     double splittable_us = 0.0;
     for (int k = 0; k < sg.pending_n; ++k) {
@@ -188,23 +202,30 @@ static void ggml_cuda_xqueue_collect(ggml_backend_cuda_context & ctx, ggml_cuda_
             (void) cudaGetLastError();
             return;
         }
-        longest_us = std::max(longest_us, 1000.0 * ms);
+        measured[k] = 1000.0 * ms;
+        longest_us = std::max(longest_us, measured[k]);
         if (plan->splittable[k]) {
-            splittable_us = std::max(splittable_us, 1000.0 * ms);
+            splittable_us = std::max(splittable_us, measured[k]);
         }
     }
-    const int before = plan->tuner.n_seg;
+    // the first sample corrects the model fully (the plan started from a class-wide guess), later ones halfway
+    ggml_xqueue_rescale(plan->scale, sg.pending_cost, plan->starts, measured, plan->samples == 0 ? 1.0 : 0.5);
+    plan->samples++;
     const double budget = (double) ggml_xqueue_get_knobs().segment_us;
+    const int recut = (int) ggml_xqueue_cuts(ggml_xqueue_scaled(sg.pending_cost, plan->scale), plan->norms,
+                                             ggml_xqueue_target(budget)).size();
     if (ggml_xqueue_get_knobs().trace) {
         // GPU time of the compute against the host time between computes of the shape: the difference is the
         // time the device waited for the host (a gate's wake-up, or host work between graphs)
-        GGML_LOG_WARN("xqueue-trace: %s tokens=%lld segments=%d gpu_us=%.0f longest_us=%.0f estimate_us=%.0f "
-                      "period_us=%.0f\n", ctx.name.c_str(), (long long) plan->ne1, sg.pending_n, 1000.0 * total_ms,
-                      longest_us, plan->estimate_us, plan->period_us);
+        GGML_LOG_WARN("xqueue-trace: %s tokens=%lld segments=%d gpu_us=%.0f longest_us=%.0f splittable_us=%.0f "
+                      "estimate_us=%.0f recut=%d period_us=%.0f\n", ctx.name.c_str(), (long long) plan->ne1,
+                      sg.pending_n, 1000.0 * total_ms, longest_us, splittable_us, plan->estimate_us, recut,
+                      plan->period_us);
     }
-    if (plan->tuner.sample(splittable_us, longest_us, budget)) {
-        GGML_LOG_DEBUG("%s: %s: %d segments -> %d (longest %.0f us, budget %.0f us)\n", __func__, ctx.name.c_str(),
-                       before, plan->tuner.n_seg, longest_us, budget);
+    if (plan->tuner.sample(splittable_us, recut, budget)) {
+        GGML_LOG_DEBUG("%s: %s: %d segments, cut anew (longest splittable %.0f us, budget %.0f us, %d at the "
+                       "corrected costs)\n", __func__, ctx.name.c_str(), plan->tuner.n_seg, splittable_us, budget, recut);
+        plan->replan = true;
     }
 }
 
@@ -232,23 +253,24 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
     const ggml_cuda_xqueue_plan_key key = { cgraph->nodes[0], cgraph->n_nodes, cgraph->nodes[0]->ne[1] };
     ggml_cuda_xqueue_plan & plan = sg.plans[key];
     const double budget = (double) ggml_xqueue_get_knobs().segment_us;
-    if (plan.planned_n_seg != plan.tuner.n_seg || plan.planned_n_seg == 0) {
-        const std::vector<double> cost = ggml_xqueue_costs(cgraph);
-        double total = 0.0;
-        for (double c : cost) {
-            total += c;
-        }
-        plan.estimate_us = total;
-        if (plan.planned_n_seg == 0) {
+    std::vector<double> cost; // the model's costs of this compute, when it is cut or measured
+    if (plan.replan) {
+        cost = ggml_xqueue_costs(cgraph);
+        if (plan.scale.empty()) { // a new shape: the class's measured/modelled ratio until its own is measured
             plan.ne1         = key.ne1;
             plan.token_class = ggml_cuda_xqueue_token_class(key.ne1);
-            const double corrected = total * ggml_cuda_xqueue_correction(sg.ratios[plan.token_class]);
-            plan.tuner.max_seg = std::max(1, ggml_xqueue_compute_nodes(cost));
-            plan.tuner.n_seg   = std::min(plan.tuner.max_seg, ggml_xqueue_initial_segments(corrected, budget));
+            plan.scale.assign(cost.size(), ggml_cuda_xqueue_correction(sg.ratios[plan.token_class]));
+            plan.norms = ggml_xqueue_norms(cgraph);
         }
-        plan.starts        = ggml_xqueue_cuts(cgraph, cost, plan.tuner.n_seg);
-        plan.splittable    = ggml_xqueue_splittable(cost, plan.starts);
-        plan.planned_n_seg = plan.tuner.n_seg;
+        const std::vector<double> scaled = ggml_xqueue_scaled(cost, plan.scale);
+        plan.estimate_us = 0.0;
+        for (double c : scaled) {
+            plan.estimate_us += c;
+        }
+        plan.starts       = ggml_xqueue_cuts(scaled, plan.norms, ggml_xqueue_target(budget));
+        plan.splittable   = ggml_xqueue_splittable(cost, plan.starts);
+        plan.tuner.n_seg  = (int) plan.starts.size();
+        plan.replan       = false;
         plan.version++;
         plan.computes = 0;
     }
@@ -261,11 +283,16 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
         plan.last_start = now;
     }
 
-    // time every compute just after a re-plan, then every 16th
-    const bool measure = sg.pending == nullptr && (plan.computes < 4 || plan.computes % 16 == 0);
+    // time the third to sixth compute after a re-plan, then every 16th: the first two launch a segment that
+    // will replay a CUDA graph directly (upstream's warm-up) and then capture it, which is not its time
+    const bool measure = sg.pending == nullptr && plan.computes >= 2 && (plan.computes < 6 || plan.computes % 16 == 0);
     plan.computes++;
     cudaStream_t stream = ctx.stream();
     if (measure) {
+        if (cost.empty()) {
+            cost = ggml_xqueue_costs(cgraph);
+        }
+        sg.pending_cost = std::move(cost);
         while ((int) sg.events.size() < n + 1) {
             cudaEvent_t ev = nullptr;
             CUDA_CHECK(cudaEventCreate(&ev));
