@@ -66,6 +66,10 @@ def test_runners_refuse_unknown_steps_and_commands(tmp_path: Path) -> None:
     assert cp.returncode == 1 and cp.stderr.strip() == \
         "error: unknown step nosuch (steps: alt b06 b17 b8 diag s06 s8 smoke)"
     assert not (tmp_path / "jobs" / "chain.cmd").exists()  # nothing started
+    cp = runner(tmp_path, "gpu-run6.sh", "run", "nosuch")
+    assert cp.returncode == 1 and cp.stderr.strip() == "error: run STEP (one of: b06 b17 b8 hw8 s8 smoke sp8 w4 x2)"
+    cp = runner(tmp_path, "gpu-run6.sh", "build", "x")  # builds are gpu-run5.sh's
+    assert cp.returncode == 1 and cp.stderr.strip() == "error: unknown command build (run, chain)"
     cp = runner(tmp_path, "gpu-run5.sh", "frob")
     assert cp.returncode == 1 and cp.stderr.strip() == "error: unknown command frob"
     cp = runner(tmp_path, "gpu-run5.sh", "build", str(tmp_path / "nothing"))

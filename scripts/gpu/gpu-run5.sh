@@ -5,9 +5,11 @@
 # The commands of every figure in docs/results/h200-2026-12-02-run5/ are the functions below.
 #
 # usage (repository root):
-#   scripts/gpu/gpu-run5.sh build CARRY       install CARRY/*.whl, fetch llama.cpp from CARRY/src/llama.cpp, start the
-#                                         patched and vanilla CUDA builds and the model synthesis as background jobs
-#                                         (bp, bv, synth); each build links its llama-server to $GC_DIR
+#   scripts/gpu/gpu-run5.sh build CARRY       install CARRY/*.whl, fetch llama.cpp from CARRY/src/llama.cpp (or the
+#                                         archive CARRY/src.txz), start the patched and vanilla CUDA builds (not
+#                                         vanilla when CARRY/vanilla-server.xz is carried) and the model synthesis
+#                                         as background jobs (bpatched, bvanilla, synth); each build links its
+#                                         llama-server to $GC_DIR
 #   scripts/gpu/gpu-run5.sh chain STEP...     run the steps one after the other as one background job "chain"
 #   scripts/gpu/gpu-run5.sh run STEP          run one step in the foreground
 # STEP: b8 s8 b06 w8 sp8 b17 smoke (see the functions). Collect with `scripts/gpu/gpu-carried.sh wait S OUT`.
@@ -73,15 +75,23 @@ case "$cmd" in
 build)
     [ $# -eq 1 ] || die "build CARRY"
     carry=$1
-    [ -d "$carry/src/llama.cpp" ] || die "no pruned tree $carry/src/llama.cpp"
-    $G setup "$carry" || exit 1
     base=${GC_DIR:-/tmp/gc}
-    export XSCHED_LLAMA_SOURCE=$PWD/$carry/src/llama.cpp XSCHED_LLAMA_CACHE=$base/cache
+    src=$PWD/$carry/src
+    if [ ! -d "$src/llama.cpp" ] && [ -f "$carry/src.txz" ]; then # the pruned tree as an archive (a smaller carry)
+        src=$base/src
+        mkdir -p "$src" && tar -C "$src" -xJf "$carry/src.txz" || die "cannot unpack $carry/src.txz"
+    fi
+    [ -d "$src/llama.cpp" ] || die "no pruned tree $carry/src/llama.cpp (or $carry/src.txz)"
+    $G setup "$carry" || exit 1
+    export XSCHED_LLAMA_SOURCE=$src/llama.cpp XSCHED_LLAMA_CACHE=$base/cache
     python3 -m pip install -q --no-build-isolation --no-deps . || die "pip install . failed (the core)"
     ln -sf "$(python3 -c 'import xsched_llama.native as n; print(n.lib_dir())')/libxsched.so" "$base/" \
         || die "no libxsched.so"
     python3 -m xsched_llama fetch || die "fetch failed"
     for v in patched vanilla; do
+        # a vanilla server carried as CARRY/vanilla-server.xz (scripts/gpu/cross-build-cuda.sh --vanilla-only) is
+        # not built again
+        [ "$v" = vanilla ] && [ -x "$base/vanilla-server" ] && { echo "vanilla-server: carried"; continue; }
         flag=""
         [ "$v" = vanilla ] && flag=--vanilla
         # shellcheck disable=SC2016 # expanded by the job's shell

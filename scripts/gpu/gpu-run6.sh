@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# gpu-run6.sh: the GPU run of 2026-12-02 evening (run 6: segments cut at a target cost with per-node corrections from
+# the measured segment times; vanilla beside the patched server on three shapes; the serve scenario with its
+# baselines; two server processes under the global scheduler). Set-up and builds as run 5 (`scripts/gpu/gpu-run5.sh
+# build CARRY`: the patched server is built there, a vanilla one cross-built here may be carried). The commands of
+# every figure in docs/results/h200-2026-12-02-run6/ are the functions below.
+#
+# usage (repository root):
+#   scripts/gpu/gpu-run6.sh chain STEP...     run the steps one after the other as one background job "chain"
+#   scripts/gpu/gpu-run6.sh run STEP          run one step in the foreground
+# STEP: b8 b06 b17 hw8 w4 sp8 s8 x2 smoke (see the functions). Collect with `scripts/gpu/gpu-carried.sh wait S OUT`.
+# environment: GC_DIR (scripts/gpu/gpu-carried.sh), BENCH_EXTRA (more words for every bench), SERVE_REQUESTS and
+# SERVE_RATE (step s8; default 100 requests at 2 per second)
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+# shellcheck source=scripts/lib/common.sh
+. scripts/lib/common.sh
+# shellcheck source=scripts/lib/steps.sh
+. scripts/lib/steps.sh
+G=scripts/gpu/gpu-carried.sh
+eval "$($G env)"
+B=(python3 -m xsched_llama bench --cuda --vanilla-server "$VANILLA" --patched-server "$PATCHED")
+[ -e "$VANILLA" ] || B=(python3 -m xsched_llama bench --cuda --patched-server "$PATCHED" --builds patched)
+M8=$MODELS/synth-qwen3-8b-q8_0.gguf
+M06=$MODELS/synth-qwen3-0.6b-q8_0.gguf
+M17=$MODELS/synth-qwen3-1.7b-q8_0.gguf
+# every bench traces the timed computes of the segments (one warning line each, in the servers' logs)
+export GGML_XQUEUE_TRACE=1
+
+closed_loop() { # MODEL OUT: overhead and isolation, vanilla and patched side by side
+    "${B[@]}" --model "$1" --out "$RESULTS/$2" --reps 3 --no-hw-priority-only --scenario overhead \
+        --scenario hpf-decode --scenario hpf-prefill ${BENCH_EXTRA:-}
+}
+step_b8() { closed_loop "$M8" b8; }
+step_b06() { closed_loop "$M06" b06; }
+step_b17() { closed_loop "$M17" b17; }
+# harvest and WRR on the 8B shape (the targets that must still hold)
+step_hw8() {
+    "${B[@]}" --model "$M8" --out "$RESULTS/hw8" --reps 3 --no-hw-priority-only --scenario harvest --scenario wrr \
+        ${BENCH_EXTRA:-}
+}
+# the alternative: four segments in flight instead of two (8B, patched only)
+step_w4() {
+    GGML_XQUEUE_WINDOW=4 "${B[@]}" --model "$M8" --out "$RESULTS/w4" --reps 3 --builds patched \
+        --no-hw-priority-only --scenario overhead --scenario hpf-prefill ${BENCH_EXTRA:-}
+}
+# without CUDA stream priorities: do B's in-flight segments drain behind A's kernels? (8B, patched only)
+step_sp8() {
+    GGML_XQUEUE_STREAM_PRIORITY=off "${B[@]}" --model "$M8" --out "$RESULTS/sp8" --reps 3 --builds patched \
+        --no-hw-priority-only --scenario hpf-prefill --scenario hpf-decode ${BENCH_EXTRA:-}
+}
+# the serve scenario with its baselines (vanilla, vanilla chunked, stream priorities only, HPF), 8B
+step_s8() {
+    "${B[@]}" --model "$M8" --out "$RESULTS/s8" --scenario serve --serve-rate "${SERVE_RATE:-2.0}" \
+        --serve-requests "${SERVE_REQUESTS:-100}" ${BENCH_EXTRA:-}
+}
+# two server processes on one GPU (issue 15): an 8B-shaped server at priority 10 next to a 0.6B-shaped one at 0
+# that prefills long prompts back to back; joined to one daemon, stream priorities only, two vanilla servers
+step_x2() {
+    local o=$RESULTS/x2 s=/tmp/xsched-gpu/xschedd.sock d pa pb label
+    local srv=(-ngl 99 -c 8192 -fit off --no-warmup)
+    mkdir -p "$o" && mkdir -p /tmp/xsched-gpu && chmod 700 /tmp/xsched-gpu
+    up() { for _ in $(seq 600); do curl -sf "$1/health" > /dev/null && return 0; sleep 0.5; done; return 1; }
+    python3 -m xsched_llama scheduler --socket "$s" 2> "$o/xschedd.log" & d=$!
+    sleep 1
+    for label in joined hwprio vanilla; do
+        case $label in
+        joined)
+            XSCHED_SCHEDULER=$s "$PATCHED" -m "$M8" "${srv[@]}" --instances 10:1:1 --port 8081 2> "$o/a-$label.log" & pa=$!
+            XSCHED_SCHEDULER=$s "$PATCHED" -m "$M06" "${srv[@]}" --instances 0:1:1 --port 8082 2> "$o/b-$label.log" & pb=$!
+            ;;
+        hwprio)
+            "$PATCHED" -m "$M8" "${srv[@]}" --instances 10:1:1 --xsched-policy NONE --port 8081 2> "$o/a-$label.log" & pa=$!
+            "$PATCHED" -m "$M06" "${srv[@]}" --instances 0:1:1 --xsched-policy NONE --port 8082 2> "$o/b-$label.log" & pb=$!
+            ;;
+        vanilla)
+            [ -e "$VANILLA" ] || continue
+            "$VANILLA" -m "$M8" "${srv[@]}" --port 8081 2> "$o/a-$label.log" & pa=$!
+            "$VANILLA" -m "$M06" "${srv[@]}" --port 8082 2> "$o/b-$label.log" & pb=$!
+            ;;
+        esac
+        if up http://127.0.0.1:8081 && up http://127.0.0.1:8082; then
+            [ $label = joined ] && python3 -m xsched_llama scheduler status --socket "$s" > "$o/status-before.txt" 2>&1
+            python3 scripts/effect/two-servers-bench.py --a http://127.0.0.1:8081 --b http://127.0.0.1:8082 \
+                --a-tokens 256 --b-prompt-tokens 6300 --reps 5 --label $label --out "$o/$label.json"
+            [ $label = joined ] && python3 -m xsched_llama scheduler status --socket "$s" --json > "$o/status.json" 2>&1
+        else
+            echo "x2 $label: a server did not come up (logs in $o)"
+        fi
+        kill "$pa" "$pb" 2> /dev/null; wait "$pa" "$pb" 2> /dev/null
+    done
+    kill "$d" 2> /dev/null; wait "$d" 2> /dev/null
+    tail -n 2 "$o/xschedd.log"
+}
+# the GPU tests
+step_smoke() {
+    XSCHED_LLAMA_TEST_SERVER=$PATCHED XSCHED_LLAMA_TEST_MODEL=$M06 XSCHED_LLAMA_SIGINT_RUNS=5 \
+        python3 -m pytest -m gpu -p no:cacheprovider -q -s tests/test_server_gpu.py 2>&1 | tail -60
+}
+
+[ $# -ge 1 ] || die "a command is required (see the header)"
+cmd=$1
+shift
+steps_dispatch scripts/gpu/gpu-run6.sh "$cmd" "$@" || die "unknown command $cmd (run, chain)"
