@@ -57,11 +57,13 @@ def test_planner(plan_test: Path) -> None:
 
 def test_knob_defaults_and_values(plan_test: Path) -> None:
     assert _run(plan_test, "knobs").stdout.strip() == \
-        "preempt=segment segment_us=400 stream_priority=1 window=2 trace=0"
+        "preempt=segment segment_us=400 stream_priority=auto window=2 trace=0"
     got = _run(plan_test, "knobs", env={"GGML_XQUEUE_PREEMPT": "node", "GGML_XQUEUE_SEGMENT_US": "20",
                                         "GGML_XQUEUE_STREAM_PRIORITY": "off", "GGML_XQUEUE_WINDOW": "16",
                                         "GGML_XQUEUE_TRACE": "on"}).stdout.strip()
-    assert got == "preempt=node segment_us=20 stream_priority=0 window=16 trace=1"
+    assert got == "preempt=node segment_us=20 stream_priority=off window=16 trace=1"
+    for v, want in (("on", "on"), ("1", "on"), ("0", "off"), ("auto", "auto")):
+        assert f"stream_priority={want} " in _run(plan_test, "knobs", env={"GGML_XQUEUE_STREAM_PRIORITY": v}).stdout
     assert "segment_us=100000" in _run(plan_test, "knobs", env={"GGML_XQUEUE_SEGMENT_US": "100000"}).stdout
 
 
@@ -71,7 +73,7 @@ def test_knob_defaults_and_values(plan_test: Path) -> None:
     ("GGML_XQUEUE_SEGMENT_US", "400us", "[20, 100000]"),
     ("GGML_XQUEUE_SEGMENT_US", "-5", "[20, 100000]"),
     ("GGML_XQUEUE_PREEMPT", "segments", "segment, node or graph"),
-    ("GGML_XQUEUE_STREAM_PRIORITY", "yes", "on or off"),
+    ("GGML_XQUEUE_STREAM_PRIORITY", "yes", "auto, on or off"),
     ("GGML_XQUEUE_WINDOW", "0", "[1, 16]"),
     ("GGML_XQUEUE_WINDOW", "17", "[1, 16]"),
     ("GGML_XQUEUE_TRACE", "verbose", "on or off"),

@@ -282,8 +282,10 @@ static const char * preempt_name(ggml_xqueue_preempt p) {
 int main(int argc, char ** argv) {
     if (argc > 1 && std::strcmp(argv[1], "knobs") == 0) {
         const ggml_xqueue_knobs & k = ggml_xqueue_get_knobs();
-        std::printf("preempt=%s segment_us=%lld stream_priority=%d window=%lld trace=%d\n", preempt_name(k.preempt),
-                    (long long) k.segment_us, k.stream_priority ? 1 : 0, (long long) k.window, k.trace ? 1 : 0);
+        const char * sp = k.stream_priority == GGML_XQUEUE_STREAM_PRIORITY_AUTO ? "auto"
+                        : k.stream_priority == GGML_XQUEUE_STREAM_PRIORITY_ON   ? "on" : "off";
+        std::printf("preempt=%s segment_us=%lld stream_priority=%s window=%lld trace=%d\n", preempt_name(k.preempt),
+                    (long long) k.segment_us, sp, (long long) k.window, k.trace ? 1 : 0);
         return 0;
     }
     test_costs();

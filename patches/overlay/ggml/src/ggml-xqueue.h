@@ -32,12 +32,23 @@ enum ggml_xqueue_preempt {
                                  // preempted inside a compute (for measurement)
 };
 
+// ggml_xqueue_stream_priority is when a context of priority p > 0 gets CUDA stream priority -p
+// (GGML_XQUEUE_STREAM_PRIORITY).
+enum ggml_xqueue_stream_priority {
+    GGML_XQUEUE_STREAM_PRIORITY_AUTO, // "auto" (default): only under the policy NONE, where nothing else protects
+                                      // a more important context; under HPF and WRR the gates hold lower queues
+                                      // back and their in-flight work is bounded, which a stream priority would
+                                      // only hold behind the more important kernels (a longer drain)
+    GGML_XQUEUE_STREAM_PRIORITY_ON,   // "on" (also 1): under every policy
+    GGML_XQUEUE_STREAM_PRIORITY_OFF,  // "off" (also 0): never
+};
+
 // ggml_xqueue_knobs are the GGML_XQUEUE_* settings of the ggml layer, read once per process. The table of
 // every knob, with ranges and defaults, is docs/knobs.md.
 struct ggml_xqueue_knobs {
     ggml_xqueue_preempt preempt         = GGML_XQUEUE_PREEMPT_SEGMENT;
     int64_t             segment_us      = 400;  // GGML_XQUEUE_SEGMENT_US: GPU time budget of one segment
-    bool                stream_priority = true; // GGML_XQUEUE_STREAM_PRIORITY: priority p > 0 -> CUDA stream priority
+    ggml_xqueue_stream_priority stream_priority = GGML_XQUEUE_STREAM_PRIORITY_AUTO; // GGML_XQUEUE_STREAM_PRIORITY
     int64_t             window          = 2;    // GGML_XQUEUE_WINDOW: segments in flight (measurement only)
     bool                trace           = false; // GGML_XQUEUE_TRACE: a log line per timed compute (measurement only)
 };
@@ -113,7 +124,15 @@ static inline ggml_xqueue_knobs ggml_xqueue_parse_knobs() {
         k.trace = ggml_xqueue_switch_knob("GGML_XQUEUE_TRACE", v);
     }
     if (const char * v = env("GGML_XQUEUE_STREAM_PRIORITY")) {
-        k.stream_priority = ggml_xqueue_switch_knob("GGML_XQUEUE_STREAM_PRIORITY", v);
+        if (strcmp(v, "auto") == 0) {
+            k.stream_priority = GGML_XQUEUE_STREAM_PRIORITY_AUTO;
+        } else if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0) {
+            k.stream_priority = GGML_XQUEUE_STREAM_PRIORITY_ON;
+        } else if (strcmp(v, "off") == 0 || strcmp(v, "0") == 0) {
+            k.stream_priority = GGML_XQUEUE_STREAM_PRIORITY_OFF;
+        } else {
+            ggml_xqueue_knob_error("GGML_XQUEUE_STREAM_PRIORITY", v, "auto, on or off");
+        }
     }
     return k;
 }

@@ -27,7 +27,7 @@
 // ggml_cuda_xqueue_hw_priority() maps an xsched priority onto a CUDA stream
 // priority: p > 0 -> -p clamped to [greatest, least]; p <= 0 -> the default (least).
 static int ggml_cuda_xqueue_hw_priority(int32_t priority) {
-    if (!ggml_xqueue_get_knobs().stream_priority || priority <= 0) {
+    if (ggml_xqueue_get_knobs().stream_priority == GGML_XQUEUE_STREAM_PRIORITY_OFF || priority <= 0) {
         return 0;
     }
     static const std::pair<int, int> range = [] {
@@ -44,7 +44,7 @@ static int ggml_cuda_xqueue_hw_priority(int32_t priority) {
 
 void ggml_cuda_xqueue_create_stream(ggml_backend_cuda_context & ctx, int device, int stream_no) {
     ggml_cuda_xqueue_state & s = ctx.xqueue;
-    const int hw = s.hw_priority.load(std::memory_order_relaxed);
+    const int hw = s.applied_hw_priority; // a change is applied by ggml_cuda_xqueue_compute, between graphs
 
     cudaStream_t stream = nullptr;
     if (hw != 0) {
@@ -391,6 +391,7 @@ static bool ggml_cuda_xqueue_preemptible(ggml_cuda_xqueue_state & s) {
 }
 
 static bool ggml_cuda_xqueue_preemptible_now(ggml_cuda_xqueue_state & s) {
+    s.threat_policy = kPolicyNone;
     if (s.group.empty()) {
         return false; // no XQueue (platform refused): nothing to preempt, upstream behaviour
     }
@@ -408,6 +409,7 @@ static bool ggml_cuda_xqueue_preemptible_now(ggml_cuda_xqueue_state & s) {
     if (n < info.n_queues) {
         return true;
     }
+    s.threat_policy = info.policy;
     if (info.scheduler == kSchedulerGlobal) {
         // joined to xschedd: a more important queue of another process makes this context preemptible; the
         // queues of this process are checked below as under the local scheduler
@@ -442,19 +444,33 @@ static const char * ggml_cuda_xqueue_launch_name(ggml_cuda_xqueue_launch l) {
     return "?";
 }
 
+// ggml_cuda_xqueue_wanted_hw_priority() is the CUDA stream priority the context's streams should have now:
+// its priority's (hw_priority) with GGML_XQUEUE_STREAM_PRIORITY=on, or with auto under the policy NONE (from
+// the last snapshot); the default priority otherwise.
+static int ggml_cuda_xqueue_wanted_hw_priority(ggml_cuda_xqueue_state & s) {
+    switch (ggml_xqueue_get_knobs().stream_priority) {
+        case GGML_XQUEUE_STREAM_PRIORITY_ON:   return s.hw_priority.load(std::memory_order_relaxed);
+        case GGML_XQUEUE_STREAM_PRIORITY_OFF:  return 0;
+        case GGML_XQUEUE_STREAM_PRIORITY_AUTO: break;
+    }
+    return s.threat_policy == kPolicyNone ? s.hw_priority.load(std::memory_order_relaxed) : 0;
+}
+
 void ggml_cuda_xqueue_compute(ggml_backend_cuda_context & ctx, ggml_cgraph * cgraph, ggml_cuda_xqueue_part_fn part) {
     ggml_cuda_xqueue_state & s = ctx.xqueue;
 
-    const int hw = s.hw_priority.load(std::memory_order_relaxed);
+    ctx.stream(ctx.device, 0); // stream 0 and its XQueue exist before the first gate
+    const bool preemptible = cgraph->n_nodes > 0 && ggml_cuda_xqueue_preemptible(s); // also reads the policy
+    const int hw = ggml_cuda_xqueue_wanted_hw_priority(s);
     if (hw != s.applied_hw_priority) {
+        // recreates the streams and their XQueues (a new scheduler generation: the next compute reads again)
         ggml_cuda_xqueue_apply_hw_priority(ctx, hw);
         s.applied_hw_priority = hw;
     }
-    ctx.stream(ctx.device, 0); // stream 0 and its XQueue exist before the first gate
 
     const ggml_xqueue_knobs & knobs = ggml_xqueue_get_knobs();
     ggml_cuda_xqueue_launch launch = GGML_CUDA_XQUEUE_LAUNCH_WHOLE;
-    if (cgraph->n_nodes > 0 && ggml_cuda_xqueue_preemptible(s)) {
+    if (preemptible) {
         switch (knobs.preempt) {
             case GGML_XQUEUE_PREEMPT_SEGMENT: launch = GGML_CUDA_XQUEUE_LAUNCH_SEGMENT; break;
             case GGML_XQUEUE_PREEMPT_NODE:    launch = GGML_CUDA_XQUEUE_LAUNCH_NODE;    break;

@@ -35,9 +35,10 @@ struct ggml_cuda_xqueue_state {
     XQueueHandle xq[GGML_CUDA_MAX_DEVICES][GGML_CUDA_MAX_STREAMS] = {};
     // stream_hw_priority[device][stream_no]: the CUDA stream priority the stream was created with.
     int stream_hw_priority[GGML_CUDA_MAX_DEVICES][GGML_CUDA_MAX_STREAMS] = {};
-    // hw_priority: the CUDA stream priority wanted for this context (set by the priority proc).
+    // hw_priority: the CUDA stream priority of this context's xsched priority (set by the priority proc); in
+    // force when GGML_XQUEUE_STREAM_PRIORITY and the policy ask for one (ggml_cuda_xqueue_wanted_hw_priority).
     std::atomic<int> hw_priority{0};
-    // applied_hw_priority: the hw_priority the existing streams were last brought to.
+    // applied_hw_priority: the CUDA stream priority the existing streams were last brought to.
     int applied_hw_priority = 0;
     // The fields below belong to the compute thread.
     // launch: how the current graph compute is launched.
@@ -54,8 +55,10 @@ struct ggml_cuda_xqueue_state {
     // snapshot_rows: the buffer of the scheduler snapshot (grows with the queue count).
     std::vector<XQueueInfo> snapshot_rows = std::vector<XQueueInfo>(64);
     // threat_generation: XSchedGeneration() when threat_preemptible was derived from a snapshot.
+    // threat_policy: the policy of that snapshot (kPolicyNone until one was read).
     uint64_t threat_generation = 0;
     bool     threat_preemptible = false;
+    int32_t  threat_policy      = kPolicyNone;
 };
 
 // ggml_cuda_xqueue_part_fn is upstream's graph compute of (a view of) a ggml graph.
