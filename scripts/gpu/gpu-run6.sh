@@ -55,7 +55,8 @@ step_s8() {
         --serve-requests "${SERVE_REQUESTS:-100}" ${BENCH_EXTRA:-}
 }
 # two server processes on one GPU (issue 15): an 8B-shaped server at priority 10 next to a 0.6B-shaped one at 0
-# that prefills long prompts back to back; joined to one daemon, stream priorities only, two vanilla servers
+# that prefills long prompts back to back; joined to one daemon, each scheduling locally, stream priorities only
+# (policy NONE), two vanilla servers
 step_x2() {
     local o=$RESULTS/x2 s=/tmp/xsched-gpu/xschedd.sock d pa pb label
     local srv=(-ngl 99 -c 8192 -fit off --no-warmup)
@@ -63,8 +64,12 @@ step_x2() {
     up() { for _ in $(seq 600); do curl -sf "$1/health" > /dev/null && return 0; sleep 0.5; done; return 1; }
     python3 -m xsched_llama scheduler --socket "$s" 2> "$o/xschedd.log" & d=$!
     sleep 1
-    for label in joined hwprio vanilla; do
+    for label in joined local hwprio vanilla; do
         case $label in
+        local) # each process schedules its own queues (HPF): A's solo decode against joined's is the gate cost
+            "$PATCHED" -m "$M8" "${srv[@]}" --instances 10:1:1 --port 8081 2> "$o/a-$label.log" & pa=$!
+            "$PATCHED" -m "$M06" "${srv[@]}" --instances 0:1:1 --port 8082 2> "$o/b-$label.log" & pb=$!
+            ;;
         joined)
             XSCHED_SCHEDULER=$s "$PATCHED" -m "$M8" "${srv[@]}" --instances 10:1:1 --port 8081 2> "$o/a-$label.log" & pa=$!
             XSCHED_SCHEDULER=$s "$PATCHED" -m "$M06" "${srv[@]}" --instances 0:1:1 --port 8082 2> "$o/b-$label.log" & pb=$!
