@@ -146,6 +146,7 @@ struct ggml_cuda_xqueue_segments {
     uint32_t pending_version = 0;
     int      pending_n       = 0;
     bool     pending_valid   = false; // false when a segment was captured (its time is the capture's)
+    int      pending_launch[3] = { 0, 0, 0 }; // its segments replayed as CUDA graphs, captured, launched directly
 };
 
 // ggml_cuda_xqueue_segment_uid() gives segment k of a plan a graph uid of its own: the same for the same
@@ -218,9 +219,10 @@ static void ggml_cuda_xqueue_collect(ggml_backend_cuda_context & ctx, ggml_cuda_
         // GPU time of the compute against the host time between computes of the shape: the difference is the
         // time the device waited for the host (a gate's wake-up, or host work between graphs)
         GGML_LOG_WARN("xqueue-trace: %s tokens=%lld segments=%d gpu_us=%.0f longest_us=%.0f splittable_us=%.0f "
-                      "estimate_us=%.0f recut=%d period_us=%.0f\n", ctx.name.c_str(), (long long) plan->ne1,
-                      sg.pending_n, 1000.0 * total_ms, longest_us, splittable_us, plan->estimate_us, recut,
-                      plan->period_us);
+                      "estimate_us=%.0f recut=%d period_us=%.0f replayed=%d captured=%d direct=%d\n", ctx.name.c_str(),
+                      (long long) plan->ne1, sg.pending_n, 1000.0 * total_ms, longest_us, splittable_us,
+                      plan->estimate_us, recut, plan->period_us, sg.pending_launch[0], sg.pending_launch[1],
+                      sg.pending_launch[2]);
     }
     if (plan->tuner.sample(splittable_us, recut, budget)) {
         GGML_LOG_DEBUG("%s: %s: %d segments, cut anew (longest splittable %.0f us, budget %.0f us, %d at the "
@@ -301,6 +303,7 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
         CUDA_CHECK(cudaEventRecord(sg.events[0], stream));
     }
     bool captured = false;
+    int  launched[3] = { 0, 0, 0 }; // of a measured compute: segments replayed, captured, launched directly
     for (int k = 0; k < n; ++k) {
         const int i0 = plan.starts[k];
         const int i1 = k + 1 < n ? plan.starts[k + 1] : cgraph->n_nodes;
@@ -315,9 +318,13 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
         part(&ctx, &view);
         s.group.unit_launched(); // a preemption from here to the next gate is seen to drain by the core
 #ifdef USE_CUDA_GRAPH
-        if (graph != nullptr && ((!warm_before && graph->warmup_complete) || (!inst_before && graph->instance != nullptr))) {
-            captured = true;
+        if (graph != nullptr) {
+            const bool cap = (!warm_before && graph->warmup_complete) || (!inst_before && graph->instance != nullptr);
+            captured = captured || cap;
+            launched[cap ? 1 : graph->warmup_complete && graph->instance != nullptr ? 0 : 2]++;
         }
+#else
+        launched[2] += measure;
 #endif
         if (measure) {
             CUDA_CHECK(cudaEventRecord(sg.events[k + 1], stream));
@@ -328,6 +335,7 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
         sg.pending_version = plan.version;
         sg.pending_n       = n;
         sg.pending_valid   = !captured;
+        std::copy(launched, launched + 3, sg.pending_launch);
     }
 }
 
