@@ -44,9 +44,10 @@ step_w4() {
     GGML_XQUEUE_WINDOW=4 "${B[@]}" --model "$M8" --out "$RESULTS/w4" --reps 3 --builds patched \
         --no-hw-priority-only --scenario overhead --scenario hpf-prefill ${BENCH_EXTRA:-}
 }
-# without CUDA stream priorities: do B's in-flight segments drain behind A's kernels? (8B, patched only)
+# the old default, CUDA stream priorities under HPF too (GGML_XQUEUE_STREAM_PRIORITY=on; the default is auto now:
+# only under NONE): A against B's in-flight segments, and how long they take to drain (8B, patched only)
 step_sp8() {
-    GGML_XQUEUE_STREAM_PRIORITY=off "${B[@]}" --model "$M8" --out "$RESULTS/sp8" --reps 3 --builds patched \
+    GGML_XQUEUE_STREAM_PRIORITY=on "${B[@]}" --model "$M8" --out "$RESULTS/sp8" --reps 3 --builds patched \
         --no-hw-priority-only --scenario hpf-prefill --scenario hpf-decode ${BENCH_EXTRA:-}
 }
 # the serve scenario with its baselines (vanilla, vanilla chunked, stream priorities only, HPF), 8B
