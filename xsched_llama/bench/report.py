@@ -15,7 +15,7 @@ from typing import Any
 from . import stats
 from .client import Completion
 from .scenarios import ScenarioResult
-from .servemetrics import breakdown
+from .servemetrics import breakdown, server_tpot_ms
 
 SCHEMA = 1
 
@@ -153,14 +153,21 @@ def phase_json(ph: Any, origin: float) -> dict[str, Any]:
     """phase_json() is one phase as plain data (requests with their token times)."""
     reqs: list[Completion] = ph.requests
     a = [c for c in reqs if c.task == "A" and c.t_end is not None]
-    return {"name": ph.name, "t0": round(ph.t0 - origin, 6), "t1": round(ph.t1 - origin, 6),
-            "a_latency_median_s": stats.median(c.latency for c in a) if a else None,
-            "requests": [_request_json(c, origin) for c in reqs]}
+    out = {"name": ph.name, "t0": round(ph.t0 - origin, 6), "t1": round(ph.t1 - origin, 6),
+           "a_latency_median_s": stats.median(c.latency for c in a) if a else None,
+           "requests": [_request_json(c, origin) for c in reqs]}
+    timeline = getattr(ph, "timeline", None)
+    if timeline is not None:
+        out["xsched_timeline"] = timeline.to_json(origin)
+    return out
 
 
 def _request_json(c: Completion, origin: float) -> dict[str, Any]:
     """_request_json() is one request as plain data, with its TTFT breakdown when the server sent xsched_timings."""
     d = c.to_json(origin)
+    st = server_tpot_ms(c)
+    if st is not None:
+        d["server_tpot_ms"] = round(st, 4)
     b = breakdown(c)
     if b is not None:
         d["ttft_breakdown_ms"] = {k: round(v, 3) for k, v in b.items()}

@@ -98,7 +98,7 @@ def _run_one(spec: RunSpec, params: BenchParams, out: Path, origin: float, log: 
             run_doc["startup_s"] = round(now() - t_start, 3)
             ctx = Context(srv.url, params, spec.priority, log=lambda m, n=spec.name: log(f"[{n}] {m}"),
                           name=spec.name, alive=lambda: srv.returncode is None, shared=shared,
-                          startup_s=run_doc["startup_s"])
+                          startup_s=run_doc["startup_s"], patched=patched)
             if spec.weights:
                 ctx.set_weights = lambda wa, wb, u=srv.url, s=spec: set_weights(u, s, wa, wb)
             scenarios.warm_up(ctx)

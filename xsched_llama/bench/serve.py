@@ -21,14 +21,21 @@ from .client import Completion, complete, get_json, now, tokenize
 from .errors import BenchError
 from .load import Neighbour
 from .openloop import OpenLoop, Planned, draw_lengths, poisson_offsets
+from .sampler import XschedSampler
 from .scenarios import Context, Phase, ScenarioResult
 from .servemetrics import class_metrics, ratio
 from .serveparams import ServeParams, describe, estimate_s
+from .tail import Timeline, itl_classes, p99
 
 INTERACTIVE, BATCH = "interactive", "batch"
 SPREAD = ("p99_ttft_ratio", "p99_tpot_ratio", "median_ttft_ratio", "p99_itl_ratio", "batch_kept",
           "batch_kept_outside", "mixed_p99_ttft_ms", "mixed_p99_tpot_ms", "solo_p99_ttft_ms", "solo_p99_tpot_ms",
-          "mixed_request_goodput", "mixed_goodput_vs_solo_fraction")
+          "mixed_request_goodput", "mixed_goodput_vs_solo_fraction",
+          "solo_p99_server_tpot_ms", "mixed_p99_server_tpot_ms", "p99_server_tpot_ratio",
+          "solo_p99_tpot_outside_ms", "mixed_p99_tpot_outside_ms", "solo_p99_itl_ms", "mixed_p99_itl_ms",
+          "solo_p99_itl_no_prompt_ms", "mixed_p99_itl_no_prompt_ms", "solo_p99_itl_other_prompt_ms",
+          "mixed_p99_itl_other_prompt_ms", "mixed_p99_itl_batch_suspended_ms", "mixed_p99_itl_batch_running_ms",
+          "mixed_p99_itl_suspended_no_prompt_ms", "mixed_itl_batch_running_share")
 
 
 class PartialResult(BenchError):
@@ -159,15 +166,42 @@ def _settle(ctx: Context, timeout: float = 10.0) -> None:
         threading.Event().wait(0.1)
 
 
+def _sampler(ctx: Context, sp: ServeParams, ph: Phase) -> XschedSampler | None:
+    """_sampler() starts the GET /xsched timeline of a phase (patched servers that answer it; sampling on)."""
+    if not ctx.patched or sp.sample_ms <= 0:
+        return None
+    if "serve_sampler_ok" not in ctx.shared or ctx.shared.get("serve_sampler_on") != ctx.name:
+        ctx.shared["serve_sampler_ok"] = XschedSampler.probe(ctx.url)
+        ctx.shared["serve_sampler_on"] = ctx.name
+        if not ctx.shared["serve_sampler_ok"]:
+            ctx.log("serve: GET /xsched has no scheduler queues here; no scheduler timeline")
+    if not ctx.shared["serve_sampler_ok"]:
+        return None
+    ph.timeline = XschedSampler(ctx.url, sp.sample_ms / 1e3).start()
+    return ph.timeline
+
+
+def _stop_sampler(ctx: Context, name: str, s: XschedSampler | None) -> None:
+    if s is None:
+        return
+    s.stop()
+    c = s.cost()
+    ctx.log(f"{name}: /xsched timeline {c['samples']} samples every {c['mean_interval_ms'] or 0:.1f} ms, round trip "
+            f"P99 {c['p99_rtt_ms'] or 0:.2f} ms, {c['cpu_ms_per_sample'] or 0:.3f} ms CPU per sample "
+            f"({(c['cpu_fraction'] or 0):.2%} of one core)")
+
+
 def _open_phase(ctx: Context, name: str, plan: list[Planned], prio: int, sp: ServeParams,
                 res: ScenarioResult) -> Phase:
     _settle(ctx)
     ph = Phase(name, t0=now())
     res.phases.append(ph)
     loop = OpenLoop(ctx.url, plan, prio, INTERACTIVE, alive=ctx.alive)
+    sampler = _sampler(ctx, sp, ph)
     try:
         loop.run(_deadline(sp, plan))
     finally:
+        _stop_sampler(ctx, name, sampler)
         ph.requests.extend(loop.results)
         ph.t1 = max([ph.t0] + [c.t_end for c in ph.requests if c.t_end is not None])
     if loop.cut_at_deadline:
@@ -219,11 +253,13 @@ def _mixed_phase(ctx: Context, name: str, plan: list[Planned], prio_i: int, prio
     res.phases.append(ph)
     clients = _batch(ctx, prio_b, sp, prompts, seed=sp.seed * 31 + rep)
     loop = OpenLoop(ctx.url, plan, prio_i, INTERACTIVE, alive=ctx.alive)
+    sampler = _sampler(ctx, sp, ph)
     try:
         _start(clients)
         ph.t0 = now()
         loop.run(_deadline(sp, plan))
     finally:
+        _stop_sampler(ctx, name, sampler)
         ph.requests.extend(loop.results)
         ph.t1 = now()
         _stop(clients, ph)
@@ -307,6 +343,13 @@ def point(sp: ServeParams, solo: Phase, mixed: Phase, b_alone: dict[str, Any]) -
     b_times = sorted(t for c in batch for t in c.token_times)
     b_out = stats.rate_in(b_times, outside)
     alone_tps = b_alone.get("output_throughput")
+    s["itl_classes"] = itl_classes(solo.requests, _timeline(solo), solo.t0)
+    mi["itl_classes"] = itl_classes(inter, _timeline(mixed), mixed.t0)
+    sc, mc = s["itl_classes"], mi["itl_classes"]
+    for d, ph in ((s, solo), (mi, mixed)):
+        if isinstance(ph.timeline, XschedSampler):
+            d["xsched_sampler"] = ph.timeline.cost()
+    running = (mc["by_batch"].get("running") or {}).get("n", 0)
     f = {
         "solo_p99_ttft_ms": s["p99_ttft_ms"], "solo_p99_tpot_ms": s["p99_tpot_ms"],
         "mixed_p99_ttft_ms": mi["p99_ttft_ms"], "mixed_p99_tpot_ms": mi["p99_tpot_ms"],
@@ -319,12 +362,32 @@ def point(sp: ServeParams, solo: Phase, mixed: Phase, b_alone: dict[str, Any]) -
         "batch_kept": ratio(mb["output_throughput"], alone_tps),
         "batch_outside_tps": b_out, "batch_kept_outside": ratio(b_out, alone_tps),
         "outside_s": sum(b - a for a, b in outside),
+        "solo_p99_server_tpot_ms": s["p99_server_tpot_ms"], "mixed_p99_server_tpot_ms": mi["p99_server_tpot_ms"],
+        "p99_server_tpot_ratio": ratio(mi["p99_server_tpot_ms"], s["p99_server_tpot_ms"]),
+        "solo_p99_tpot_outside_ms": s["p99_tpot_outside_ms"], "mixed_p99_tpot_outside_ms": mi["p99_tpot_outside_ms"],
+        "solo_p99_itl_ms": s["p99_itl_ms"], "mixed_p99_itl_ms": mi["p99_itl_ms"],
+        "solo_p99_itl_no_prompt_ms": p99(sc, "by_prompt", "no_prompt"),
+        "mixed_p99_itl_no_prompt_ms": p99(mc, "by_prompt", "no_prompt"),
+        "solo_p99_itl_other_prompt_ms": p99(sc, "by_prompt", "other_prompt"),
+        "mixed_p99_itl_other_prompt_ms": p99(mc, "by_prompt", "other_prompt"),
+        "mixed_p99_itl_batch_suspended_ms": p99(mc, "by_batch", "suspended"),
+        "mixed_p99_itl_batch_running_ms": p99(mc, "by_batch", "running"),
+        "mixed_p99_itl_suspended_no_prompt_ms": p99(mc, "classes", "suspended/no_prompt"),
+        "mixed_itl_batch_running_share": running / mc["n"] if mc["sampled"] and mc["n"] else None,
         "slo_p99_met": all(mi.get(f"p99_{k}_ms") is not None and mi[f"p99_{k}_ms"] <= v for k, v in sp.slo.items()),
         "ttft_ci95_ms": {"solo": list(stats.quantile_ci(_ttfts(solo.requests), 0.99)),
                          "mixed": list(stats.quantile_ci(_ttfts(inter), 0.99))},
     }
     return {"phases": [solo.name, mixed.name], "interactive_alone": s, "interactive_mixed": mi, "batch_mixed": mb,
             "figures": f}
+
+
+def _timeline(ph: Phase) -> Timeline | None:
+    """_timeline() is the batch instance's state over a phase from its GET /xsched samples (None without)."""
+    s = ph.timeline
+    if not isinstance(s, XschedSampler) or not s.t:
+        return None
+    return Timeline(s.t, s.batch, s.batch_units())
 
 
 def _ttfts(reqs: list[Completion]) -> list[float]:
