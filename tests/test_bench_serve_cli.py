@@ -43,6 +43,9 @@ def one_line_error(cp: subprocess.CompletedProcess[str], needle: str) -> None:
     (["--serve-slo-ratio", "tpot:0"], "--serve-slo-ratio: 'tpot:0' needs a value > 0"),
     (["--serve-requests", "0"], "--serve-requests must be at least 1, not 0"),
     (["--serve-batch-seconds", "0"], "--serve-batch-seconds must be > 0, not 0"),
+    (["--serve-sample-ms", "-1"], "--serve-sample-ms must be >= 0 (0 turns the /xsched timeline off), not -1"),
+    (["--serve-sample-ms", "2"], "--serve-sample-ms must be 0 or at least 5 ms"),
+    (["--serve-sample-ms", "nan"], "--serve-sample-ms must be >= 0"),
     (["--shape", "qwen3-9b"], "unknown shape 'qwen3-9b'"),
 ])
 def test_bad_serve_input(tmp_path: Path, fake_model: Path, args: list[str], needle: str) -> None:

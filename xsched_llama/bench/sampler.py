@@ -8,7 +8,7 @@ of its thread (JSON parsing and HTTP on the client; the server answers `/xsched`
 scheduler's snapshot, without the instances' loops).
 
 Batch state of one sample: `running` when one of its queues has work (ready or in flight) and is not suspended;
-`suspended` when it has work (or an open activity scope) and every such queue is suspended; `idle` otherwise.
+`suspended` when none runs and a queue with work (or an open activity scope) is suspended; `idle` otherwise.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def batch_state(rows: list[dict[str, Any]]) -> str:
         return q.get("state") == "ready" or int(q.get("in_flight") or 0) > 0
     if any(busy(q) and not q.get("suspended") for q in rows):
         return RUNNING
-    if any(busy(q) or int(q.get("active_scopes") or 0) > 0 for q in rows):
+    if any(q.get("suspended") and (busy(q) or int(q.get("active_scopes") or 0) > 0) for q in rows):
         return SUSPENDED
     return IDLE
 
@@ -88,7 +88,8 @@ class XschedSampler:
         nxt = now()
         conn: _KeepAlive | None = None
         try:
-            while not self._stop.is_set():
+            while True:
+                last = self._stop.is_set()      # one more sample after stop(): the timeline covers the phase
                 if conn is None:
                     conn = _KeepAlive(self.url, self.timeout_s)
                 t0 = now()
@@ -102,10 +103,13 @@ class XschedSampler:
                 t1 = now()
                 if isinstance(doc, dict):
                     self._add((t0 + t1) / 2, (t1 - t0) * 1e3, doc)
+                if last:
+                    break
                 nxt += self.interval_s
                 if nxt < now():                # fell behind (a slow answer): no burst to catch up
                     nxt = now() + self.interval_s
-                time.sleep(max(0.0, nxt - now()))   # cheaper to wake from than Event.wait (half the CPU)
+                if not self._stop.is_set():
+                    time.sleep(max(0.0, nxt - now()))   # half the CPU of an Event.wait wake-up here
         finally:
             if conn is not None:
                 conn.close()
