@@ -80,14 +80,21 @@ sys.exit(137)
 
 
 @pytest.mark.slow
-def test_server_that_dies_mid_run(tmp_path: Path, vanilla_cpu_server: Path, default_model: Path) -> None:
+@pytest.mark.parametrize("build", ["vanilla", "patched"])
+def test_server_that_dies_mid_run(tmp_path: Path, vanilla_cpu_server: Path, patched_cpu_server: Path,
+                                  default_model: Path, build: str) -> None:
+    """A server killed in the middle of the interactive-alone phase; on the patched build the GET /xsched sampler
+    runs then too, and the bench must still end with one line and a partial report that keeps its samples."""
     wrapper = tmp_path / "dying-server"
+    server = vanilla_cpu_server if build == "vanilla" else patched_cpu_server
     # 2 warm-up requests of the bench, 2 of the serve scenario, then 6 interactive ones
-    wrapper.write_text(DYING.format(python=sys.executable, server=str(vanilla_cpu_server), kill_after=10))
+    wrapper.write_text(DYING.format(python=sys.executable, server=str(server), kill_after=10))
     wrapper.chmod(0o755)
     out = tmp_path / "o"
-    cp = subprocess.run([sys.executable, "-m", "xsched_llama.bench", "--scenario", "serve", "--builds", "vanilla",
-                         "--model", str(default_model), "--vanilla-server", str(wrapper), "--serve-chunk", "0",
+    which = ["--vanilla-server", str(wrapper), "--serve-chunk", "0"] if build == "vanilla" else \
+        ["--patched-server", str(wrapper), "--no-hw-priority-only"]
+    cp = subprocess.run([sys.executable, "-m", "xsched_llama.bench", "--scenario", "serve", "--builds", build,
+                         "--model", str(default_model), *which,
                          "--serve-rate", "1", "--serve-requests", "40", "--out", str(out)],
                         capture_output=True, text=True, timeout=300)
     assert cp.returncode != 0
@@ -102,4 +109,7 @@ def test_server_that_dies_mid_run(tmp_path: Path, vanilla_cpu_server: Path, defa
     assert first["name"].endswith("interactive alone")
     done = [r for r in first["requests"] if not r.get("error") and not r["cancelled"]]
     assert 4 <= len(done) < 40               # it measured some requests before the server died
+    assert ("xsched_timeline" in first) is (build == "patched")
+    if build == "patched":
+        assert len(first["xsched_timeline"]["t"]) >= 2
     assert not list(out.glob("*.tmp"))
