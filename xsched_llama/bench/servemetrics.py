@@ -151,10 +151,10 @@ def class_metrics(reqs: Sequence[Completion], t0: float, t1: float,
     m.update(latency_stats("itl", (g * 1e3 for c in done for g in stats.intervals(c.token_times))))
     m.update(latency_stats("e2el", (v for c in done if (v := e2el_ms(c)) is not None)))
     m["itl_n"] = sum(len(stats.intervals(c.token_times)) for c in done)
-    tp = [(a, b) for c in done if (a := server_tpot_ms(c)) is not None and (b := tpot_outside_ms(c)) is not None]
+    tp = [(st, out) for c in done if (st := server_tpot_ms(c)) is not None and (out := tpot_outside_ms(c)) is not None]
     m["server_tpot_n"] = len(tp)
-    m.update(latency_stats("server_tpot", (a for a, _ in tp)))
-    m.update(latency_stats("tpot_outside", (b for _, b in tp)))
+    m.update(latency_stats("server_tpot", (st for st, _ in tp)))
+    m.update(latency_stats("tpot_outside", (out for _, out in tp)))
     splits = [s for c in done if (s := ttft_split(c)) is not None]
     m["ttft_split_n"] = len(splits)
     m.update(latency_stats("ttft_wait", (w for w, _ in splits)))
