@@ -123,7 +123,7 @@ def rep_alone_classes(m: dict[str, Any]) -> list[str]:
     return list(m["points"][0]["repeats"][0]["interactive_alone"]["itl_classes"]["classes"])
 
 
-def test_point_figures_with_a_timeline() -> None:
+def test_point_figures_with_a_timeline(tmp_path: Path) -> None:
     res = serve_result(ttft_mixed=0.06, tpot_mixed=0.012, batch_tpot_mixed=0.1, sampled=True)
     rep = res.metrics["points"][0]["repeats"][0]
     cls = rep["interactive_mixed"]["itl_classes"]
@@ -146,6 +146,17 @@ def test_point_figures_with_a_timeline() -> None:
     assert vals["itl_batch_share"] == "suspended 100%"
     assert vals["server_tpot_pcts_mixed"] == "10.8 / 10.8 / 10.8" and vals["tpot_outside_pcts_mixed"] == "1.2 / 1.2 / 1.2"
     assert vals["mixed_p99_itl_batch_suspended_ms"] == pytest.approx(12.0)
+    runs = [{"name": "serve-hpf", "command": "x", "note": "", "scenarios": {"serve": doc}}]
+    plain = report.scenario_json(serve_result(0.06, 0.012, 0.1), 29.0)
+    sizes = []
+    for i, d in enumerate((plain, doc)):                           # the timeline adds a row: ITL over batch state
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            plot({"schema": report.SCHEMA, "model": "m", "device": "test", "targets": [],
+                  "runs": [{**runs[0], "scenarios": {"serve": d}}]}, tmp_path / f"r{i}.png")
+        import matplotlib.image
+        sizes.append(matplotlib.image.imread(tmp_path / f"r{i}.png").shape[0])
+    assert sizes[1] > sizes[0]
 
 
 def test_serve_targets_table_and_plot(tmp_path: Path) -> None:
