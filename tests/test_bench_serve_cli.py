@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from xsched_llama.bench.report import load_timeline
+
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
@@ -110,6 +112,7 @@ def test_server_that_dies_mid_run(tmp_path: Path, vanilla_cpu_server: Path, patc
     done = [r for r in first["requests"] if not r.get("error") and not r["cancelled"]]
     assert 4 <= len(done) < 40               # it measured some requests before the server died
     assert ("xsched_timeline" in first) is (build == "patched")
-    if build == "patched":
-        assert len(first["xsched_timeline"]["t"]) >= 2
+    if build == "patched":                   # the samples up to the end are in the side file
+        assert first["xsched_timeline"]["samples"] >= 2
+        assert len(load_timeline(out, first["xsched_timeline"])["t"]) == first["xsched_timeline"]["samples"]
     assert not list(out.glob("*.tmp"))

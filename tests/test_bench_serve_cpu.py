@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from xsched_llama.bench.report import load_timeline
 from xsched_llama.bench.servers import SERVE_RUNS
 
 pytestmark = pytest.mark.slow
@@ -88,7 +89,7 @@ TAIL_FIELDS = ("itl_n", "server_tpot_n",
 def test_tail_is_placed(run: tuple[dict[str, Any], Path, subprocess.CompletedProcess[str]]) -> None:
     """The server's decode time per token beside the client's TPOT, and every interactive gap classified: the
     classes add up, the patched runs carry a GET /xsched timeline, the vanilla runs none (and still complete)."""
-    doc, _, cp = run
+    doc, out, cp = run
     for name in SERVE_RUNS:
         r = next(r for r in doc["runs"] if r["name"] == name)
         rep = r["scenarios"]["serve"]["metrics"]["points"][0]["repeats"][0]
@@ -110,9 +111,12 @@ def test_tail_is_placed(run: tuple[dict[str, Any], Path, subprocess.CompletedPro
             assert not timelines
             continue
         assert len(timelines) == 2                                   # interactive alone and interactive + batch
-        for ph in timelines:
-            tl = ph["xsched_timeline"]
+        for ph in timelines:                                         # in a side file, the report points to it
+            ptr = ph["xsched_timeline"]
+            assert ptr["file"] == f"xsched-timeline-{name}.json" and (out / ptr["file"]).is_file()
+            tl = load_timeline(out, ptr)
             n = len(tl["t"])
+            assert tl["phase"] == ph["name"] and ptr["samples"] == n and ptr["cost"] == tl["cost"]
             assert n >= 10 and tl["batch_queues"] and tl["cost"]["samples"] == n and tl["cost"]["errors"] == 0
             assert len(tl["batch"]) == len(tl["rtt_ms"]) == n and tl["t"] == sorted(tl["t"])
             assert all(len(col) == n for q in tl["queues"].values() for col in q.values())

@@ -2,6 +2,7 @@
 computed on constructed token timelines (no server); plus the new rows of the closed-loop target table."""
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,13 @@ def test_point_figures_with_a_timeline(tmp_path: Path) -> None:
         import matplotlib.image
         sizes.append(matplotlib.image.imread(tmp_path / f"r{i}.png").shape[0])
     assert sizes[1] > sizes[0]
+    # on disk the timeline goes to a side file, the report keeps a pointer
+    report.write_report(tmp_path, {"runs": runs, "partial": False})
+    saved = json.loads((tmp_path / "report.json").read_text())
+    ptr = saved["runs"][0]["scenarios"]["serve"]["phases"][1]["xsched_timeline"]
+    assert ptr["file"] == "xsched-timeline-serve-hpf.json" and ptr["samples"] == 481 and "t" not in ptr
+    assert report.load_timeline(tmp_path, ptr)["t"] == tl["t"]
+    assert "t" in runs[0]["scenarios"]["serve"]["phases"][1]["xsched_timeline"]    # the document in memory is kept
 
 
 def test_serve_targets_table_and_plot(tmp_path: Path) -> None:

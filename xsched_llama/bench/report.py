@@ -179,11 +179,46 @@ def scenario_json(res: ScenarioResult, origin: float) -> dict[str, Any]:
     return {"name": res.name, "metrics": res.metrics, "phases": [phase_json(p, origin) for p in res.phases]}
 
 
-def write_json(path: Path, doc: dict[str, Any]) -> None:
+def write_json(path: Path, doc: dict[str, Any], indent: int | None = 1) -> None:
     """write_json() writes doc atomically (a temporary file renamed into place)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.write_text(json.dumps(doc, indent=indent) + "\n")
     os.replace(tmp, path)
+
+
+TIMELINE_FILE = "xsched-timeline-{run}.json"
+
+
+def write_report(out: Path, doc: dict[str, Any]) -> None:
+    """write_report() writes out/report.json; the GET /xsched timelines of the phases (thousands of samples each)
+    go to one compact side file per run, `xsched-timeline-RUN.json` ({"run", "timelines": [{"scenario", "phase",
+    "t", "batch", "queues", ...}]}), and the phase keeps a pointer: {"file", "index", "samples", "batch_queues",
+    "cost"}. doc itself is left as it is (the plot reads the timelines from it)."""
+    runs = []
+    for run in doc.get("runs", []):
+        fname = TIMELINE_FILE.format(run=run.get("name", "run"))
+        timelines: list[dict[str, Any]] = []
+        scens: dict[str, Any] = {}
+        for sname, scen in (run.get("scenarios") or {}).items():
+            phases = []
+            for ph in scen.get("phases") or []:
+                tl = ph.get("xsched_timeline")
+                if isinstance(tl, dict) and "t" in tl:
+                    ph = {**ph, "xsched_timeline": {"file": fname, "index": len(timelines), "samples": len(tl["t"]),
+                                                    "batch_queues": tl.get("batch_queues"), "cost": tl.get("cost")}}
+                    timelines.append({"scenario": sname, "phase": ph["name"], **tl})
+                phases.append(ph)
+            scens[sname] = {**scen, "phases": phases}
+        if timelines:
+            write_json(out / fname, {"run": run.get("name"), "timelines": timelines}, indent=None)
+        runs.append({**run, "scenarios": scens})
+    write_json(out / "report.json", {**doc, "runs": runs})
+
+
+def load_timeline(report_dir: Path, pointer: dict[str, Any]) -> dict[str, Any]:
+    """load_timeline() is the timeline a phase's `xsched_timeline` pointer names (write_report())."""
+    doc = json.loads((report_dir / str(pointer["file"])).read_text())
+    return dict(doc["timelines"][int(pointer["index"])])
 
 
 def _fmt(v: float | None, pct: bool) -> str:

@@ -62,7 +62,7 @@ def run_all(specs: list[RunSpec], params: BenchParams, out: Path, model: Path, c
     try:
         for spec in specs:
             _run_one(spec, params, out, origin, log, startup_timeout, doc, results, figures, shared)
-            rpt.write_json(out / "report.json", doc)
+            rpt.write_report(out, doc)
     except KeyboardInterrupt:
         interrupted = True
         doc["errors"].append("interrupted (Ctrl-C): the runs after the last finished one are missing")
@@ -75,7 +75,7 @@ def run_all(specs: list[RunSpec], params: BenchParams, out: Path, model: Path, c
         plot(doc, out / "report.png")
     except XschedLlamaError as e:
         doc["errors"].append(str(e))
-    rpt.write_json(out / "report.json", doc)
+    rpt.write_report(out, doc)
     if interrupted:
         raise KeyboardInterrupt
     return doc, results

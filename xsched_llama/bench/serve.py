@@ -122,7 +122,8 @@ def _serve(ctx: Context, sp: ServeParams, res: ScenarioResult) -> None:
             m["points"][j]["repeats"].append(point(sp, solo, mixed, b_alone))
     aggregate(m)
     ctx.log(f"serve: P99 TTFT {_ms(m['solo_p99_ttft_ms'])} alone, {_ms(m['mixed_p99_ttft_ms'])} with batch "
-            f"({_x(m['p99_ttft_ratio'])}); P99 TPOT ratio {_x(m['p99_tpot_ratio'])}; batch keeps "
+            f"({_x(m['p99_ttft_ratio'])}); P99 TPOT ratio {_x(m['p99_tpot_ratio'])} (server decode time per token "
+            f"{_x(m['p99_server_tpot_ratio'])}); batch keeps "
             f"{_pct(m['batch_kept'])} ({_pct(m['batch_kept_outside'])} outside interactive activity)")
 
 
