@@ -118,8 +118,9 @@ class XschedSampler:
     def _add(self, t: float, rtt_ms: float, doc: dict[str, Any]) -> None:
         rows = [q for q in doc.get("queues") or [] if isinstance(q, dict)]
         low = low_queue_rows(doc)
-        if not self.batch_queues:
-            self.batch_queues = [str(q.get("name")) for q in low]
+        for q in low:                             # a queue created later (a new CUDA stream) joins the list
+            if str(q.get("name")) not in self.batch_queues:
+                self.batch_queues.append(str(q.get("name")))
         k = len(self.t)
         for q in rows:
             col = self.queues.setdefault(str(q.get("name")), {f: [0] * k for f in FIELDS})
