@@ -101,6 +101,7 @@ def test_point_figures() -> None:
     # batch alone: 20 tok/s (tokens every 50 ms, clients overlapping); with interactive: sparser tokens
     assert 0 < m["batch_kept"] < 1
     assert fig["outside_s"] > 0 and fig["batch_kept_outside"] is not None
+    assert fig["tpot_ci95_ms"]["mixed"][0] == pytest.approx(40.0) and fig["tpot_ci95_ms"]["mixed"][1] is None
     # the server's decode time per token (timings) and the rest of the TPOT
     assert fig["solo_p99_server_tpot_ms"] == pytest.approx(9.0) and fig["mixed_p99_server_tpot_ms"] == pytest.approx(36.0)
     assert fig["p99_server_tpot_ratio"] == pytest.approx(4.0)

@@ -9,7 +9,7 @@ from . import stats
 from .client import Completion
 from .sampler import XschedSampler
 from .scenarios import Phase
-from .servemetrics import class_metrics, ratio
+from .servemetrics import class_metrics, completed, ratio, tpot_ms
 from .serveparams import ServeParams
 from .tail import Timeline, itl_classes, p99
 
@@ -85,6 +85,8 @@ def point(sp: ServeParams, solo: Phase, mixed: Phase, b_alone: dict[str, Any]) -
         "slo_p99_met": all(mi.get(f"p99_{k}_ms") is not None and mi[f"p99_{k}_ms"] <= v for k, v in sp.slo.items()),
         "ttft_ci95_ms": {"solo": list(stats.quantile_ci(_ttfts(solo.requests), 0.99)),
                          "mixed": list(stats.quantile_ci(_ttfts(inter), 0.99))},
+        "tpot_ci95_ms": {"solo": list(stats.quantile_ci(_tpots(solo.requests), 0.99)),
+                         "mixed": list(stats.quantile_ci(_tpots(inter), 0.99))},
     }
     return {"phases": [solo.name, mixed.name], "interactive_alone": s, "interactive_mixed": mi, "batch_mixed": mb,
             "figures": f}
@@ -96,6 +98,10 @@ def _timeline(ph: Phase) -> Timeline | None:
     if not isinstance(s, XschedSampler) or not s.t:
         return None
     return Timeline(s.t, s.batch, s.batch_units())
+
+
+def _tpots(reqs: list[Completion]) -> list[float]:
+    return [v for c in reqs if completed(c) and (v := tpot_ms(c)) is not None]
 
 
 def _ttfts(reqs: list[Completion]) -> list[float]:
