@@ -127,3 +127,4 @@ def test_tail_is_placed(run: tuple[dict[str, Any], Path, subprocess.CompletedPro
         alone = rep["interactive_alone"]["itl_classes"]["by_batch"]
         assert "running" not in alone                                # no batch client in that phase
     assert "server decode ms/token" in cp.stdout and "by batch state" in cp.stdout
+    assert "tail: P99 server decode time per token" in cp.stderr

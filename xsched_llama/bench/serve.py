@@ -116,6 +116,14 @@ def _serve(ctx: Context, sp: ServeParams, res: ScenarioResult) -> None:
             f"({_x(m['p99_ttft_ratio'])}); P99 TPOT ratio {_x(m['p99_tpot_ratio'])} (server decode time per token "
             f"{_x(m['p99_server_tpot_ratio'])}); batch keeps "
             f"{_pct(m['batch_kept'])} ({_pct(m['batch_kept_outside'])} outside interactive activity)")
+    ctx.log(f"serve: tail: P99 server decode time per token {_ms1(m['solo_p99_server_tpot_ms'])} alone, "
+            f"{_ms1(m['mixed_p99_server_tpot_ms'])} with batch; P99 TPOT outside the server "
+            f"{_ms1(m['solo_p99_tpot_outside_ms'])} / {_ms1(m['mixed_p99_tpot_outside_ms'])}; P99 ITL alone "
+            f"{_ms1(m['solo_p99_itl_no_prompt_ms'])} (no other prompt), {_ms1(m['solo_p99_itl_other_prompt_ms'])} "
+            f"(another prompt); with batch {_ms1(m['mixed_p99_itl_no_prompt_ms'])} / "
+            f"{_ms1(m['mixed_p99_itl_other_prompt_ms'])}, batch suspended and no other prompt "
+            f"{_ms1(m['mixed_p99_itl_suspended_no_prompt_ms'])}, batch running "
+            f"{_ms1(m['mixed_p99_itl_batch_running_ms'])} ({_pct(m['mixed_itl_batch_running_share'])} of the gaps)")
 
 
 def _plan(sp: ServeParams, prompts: Prompts, rate: float, seed: int) -> list[Planned]:
@@ -310,6 +318,10 @@ def _calibrate(ctx: Context, sp: ServeParams, prompts: Prompts, res: ScenarioRes
 
 def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f} ms"
+
+
+def _ms1(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f} ms"
 
 
 def _x(v: float | None) -> str:
