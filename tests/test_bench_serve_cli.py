@@ -83,12 +83,12 @@ sys.exit(137)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("build", ["vanilla", "patched"])
-def test_server_that_dies_mid_run(tmp_path: Path, vanilla_cpu_server: Path, patched_cpu_server: Path,
-                                  default_model: Path, build: str) -> None:
+def test_server_that_dies_mid_run(tmp_path: Path, request: pytest.FixtureRequest, default_model: Path,
+                                  build: str) -> None:
     """A server killed in the middle of the interactive-alone phase; on the patched build the GET /xsched sampler
     runs then too, and the bench must still end with one line and a partial report that keeps its samples."""
     wrapper = tmp_path / "dying-server"
-    server = vanilla_cpu_server if build == "vanilla" else patched_cpu_server
+    server: Path = request.getfixturevalue(f"{build}_cpu_server")     # only the build this case needs
     # 2 warm-up requests of the bench, 2 of the serve scenario, then 6 interactive ones
     wrapper.write_text(DYING.format(python=sys.executable, server=str(server), kill_after=10))
     wrapper.chmod(0o755)
