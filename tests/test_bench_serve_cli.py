@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from xsched_llama.bench.report import load_timeline
+
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
@@ -43,6 +45,9 @@ def one_line_error(cp: subprocess.CompletedProcess[str], needle: str) -> None:
     (["--serve-slo-ratio", "tpot:0"], "--serve-slo-ratio: 'tpot:0' needs a value > 0"),
     (["--serve-requests", "0"], "--serve-requests must be at least 1, not 0"),
     (["--serve-batch-seconds", "0"], "--serve-batch-seconds must be > 0, not 0"),
+    (["--serve-sample-ms", "-1"], "--serve-sample-ms must be >= 0 (0 turns the /xsched timeline off), not -1"),
+    (["--serve-sample-ms", "2"], "--serve-sample-ms must be 0 or at least 5 ms"),
+    (["--serve-sample-ms", "nan"], "--serve-sample-ms must be >= 0"),
     (["--shape", "qwen3-9b"], "unknown shape 'qwen3-9b'"),
 ])
 def test_bad_serve_input(tmp_path: Path, fake_model: Path, args: list[str], needle: str) -> None:
@@ -77,14 +82,21 @@ sys.exit(137)
 
 
 @pytest.mark.slow
-def test_server_that_dies_mid_run(tmp_path: Path, vanilla_cpu_server: Path, default_model: Path) -> None:
+@pytest.mark.parametrize("build", ["vanilla", "patched"])
+def test_server_that_dies_mid_run(tmp_path: Path, request: pytest.FixtureRequest, default_model: Path,
+                                  build: str) -> None:
+    """A server killed in the middle of the interactive-alone phase; on the patched build the GET /xsched sampler
+    runs then too, and the bench must still end with one line and a partial report that keeps its samples."""
     wrapper = tmp_path / "dying-server"
+    server: Path = request.getfixturevalue(f"{build}_cpu_server")     # only the build this case needs
     # 2 warm-up requests of the bench, 2 of the serve scenario, then 6 interactive ones
-    wrapper.write_text(DYING.format(python=sys.executable, server=str(vanilla_cpu_server), kill_after=10))
+    wrapper.write_text(DYING.format(python=sys.executable, server=str(server), kill_after=10))
     wrapper.chmod(0o755)
     out = tmp_path / "o"
-    cp = subprocess.run([sys.executable, "-m", "xsched_llama.bench", "--scenario", "serve", "--builds", "vanilla",
-                         "--model", str(default_model), "--vanilla-server", str(wrapper), "--serve-chunk", "0",
+    which = ["--vanilla-server", str(wrapper), "--serve-chunk", "0"] if build == "vanilla" else \
+        ["--patched-server", str(wrapper), "--no-hw-priority-only"]
+    cp = subprocess.run([sys.executable, "-m", "xsched_llama.bench", "--scenario", "serve", "--builds", build,
+                         "--model", str(default_model), *which,
                          "--serve-rate", "1", "--serve-requests", "40", "--out", str(out)],
                         capture_output=True, text=True, timeout=300)
     assert cp.returncode != 0
@@ -99,4 +111,8 @@ def test_server_that_dies_mid_run(tmp_path: Path, vanilla_cpu_server: Path, defa
     assert first["name"].endswith("interactive alone")
     done = [r for r in first["requests"] if not r.get("error") and not r["cancelled"]]
     assert 4 <= len(done) < 40               # it measured some requests before the server died
+    assert ("xsched_timeline" in first) is (build == "patched")
+    if build == "patched":                   # the samples up to the end are in the side file
+        assert first["xsched_timeline"]["samples"] >= 2
+        assert len(load_timeline(out, first["xsched_timeline"])["t"]) == first["xsched_timeline"]["samples"]
     assert not list(out.glob("*.tmp"))

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from xsched_llama.bench.report import load_timeline
 from xsched_llama.bench.servers import SERVE_RUNS
 
 pytestmark = pytest.mark.slow
@@ -79,3 +80,51 @@ def test_hpf_protects_the_interactive_tail(run: tuple[dict[str, Any], Path, subp
     doc = run[0]
     hpf, vanilla = metrics(doc, "serve-hpf")["p99_ttft_ratio"], metrics(doc, "serve-vanilla")["p99_ttft_ratio"]
     assert hpf < vanilla, (hpf, vanilla)
+
+
+TAIL_FIELDS = ("itl_n", "server_tpot_n",
+               *(f"{s}_{m}_ms" for m in ("server_tpot", "tpot_outside") for s in ("mean", "median", "p90", "p99", "max")))
+
+
+def test_tail_is_placed(run: tuple[dict[str, Any], Path, subprocess.CompletedProcess[str]]) -> None:
+    """The server's decode time per token beside the client's TPOT, and every interactive gap classified: the
+    classes add up, the patched runs carry a GET /xsched timeline, the vanilla runs none (and still complete)."""
+    doc, out, cp = run
+    for name in SERVE_RUNS:
+        r = next(r for r in doc["runs"] if r["name"] == name)
+        rep = r["scenarios"]["serve"]["metrics"]["points"][0]["repeats"][0]
+        patched = r["build"] == "patched"
+        for cls in ("interactive_alone", "interactive_mixed"):
+            m = rep[cls]
+            assert not [f for f in TAIL_FIELDS if f not in m], (name, cls)
+            assert m["server_tpot_n"] == N and m["p99_server_tpot_ms"] > 0   # both builds send timings
+            c = m["itl_classes"]
+            assert c["n"] == m["itl_n"] > 0 and c["sampled"] is patched
+            for group in ("classes", "by_batch", "by_prompt"):
+                assert sum(v["n"] for v in c[group].values()) == c["n"], (name, cls, group)
+            if not patched:
+                assert set(c["by_batch"]) == {"not_sampled"}
+        fig = rep["figures"]
+        assert fig["p99_server_tpot_ratio"] is not None and fig["mixed_p99_itl_ms"] is not None
+        timelines = [p for p in r["scenarios"]["serve"]["phases"] if "xsched_timeline" in p]
+        if not patched:
+            assert not timelines
+            continue
+        assert len(timelines) == 2                                   # interactive alone and interactive + batch
+        for ph in timelines:                                         # in a side file, the report points to it
+            ptr = ph["xsched_timeline"]
+            assert ptr["file"] == f"xsched-timeline-{name}.json" and (out / ptr["file"]).is_file()
+            tl = load_timeline(out, ptr)
+            n = len(tl["t"])
+            assert tl["phase"] == ph["name"] and ptr["samples"] == n and ptr["cost"] == tl["cost"]
+            assert n >= 10 and tl["batch_queues"] and tl["cost"]["samples"] == n and tl["cost"]["errors"] == 0
+            assert len(tl["batch"]) == len(tl["rtt_ms"]) == n and tl["t"] == sorted(tl["t"])
+            assert all(len(col) == n for q in tl["queues"].values() for col in q.values())
+            assert tl["cost"]["cpu_ms_per_sample"] is not None
+        mixed = rep["interactive_mixed"]["itl_classes"]["by_batch"]
+        if name == "serve-hwprio":                                   # policy NONE never suspends a queue
+            assert "suspended" not in mixed
+        alone = rep["interactive_alone"]["itl_classes"]["by_batch"]
+        assert "running" not in alone                                # no batch client in that phase
+    assert "server decode ms/token" in cp.stdout and "by batch state" in cp.stdout
+    assert "tail: P99 server decode time per token" in cp.stderr

@@ -2,6 +2,7 @@
 computed on constructed token timelines (no server); plus the new rows of the closed-loop target table."""
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from xsched_llama.bench import report, servers
 from xsched_llama.bench.client import Completion
 from xsched_llama.bench.plot import plot
+from xsched_llama.bench.sampler import FIELDS, XschedSampler
 from xsched_llama.bench.scenarios import Phase, ScenarioResult
 from xsched_llama.bench.serve import aggregate, point
 from xsched_llama.bench.servemetrics import class_metrics
@@ -22,17 +24,32 @@ def stream(task: str, t_send: float, ttft: float, tpot: float, n: int, cancelled
     times = [t_send + ttft + i * tpot for i in range(n)]
     return Completion(task=task, priority=10 if task == "interactive" else 0, n_predict=n, prompt_tokens=64,
                       t_send=t_send, t_first=times[0], t_end=times[-1], tokens=n, token_times=times,
-                      cancelled=cancelled, timings={"prompt_ms": ttft * 500})
+                      cancelled=cancelled, timings={"prompt_ms": ttft * 500, "predicted_n": n,
+                                                    "predicted_ms": (n - 1) * tpot * 900})
 
 
-def serve_result(ttft_mixed: float, tpot_mixed: float, batch_tpot_mixed: float) -> ScenarioResult:
-    """serve_result(): 40 interactive requests 0.5 s apart (TTFT 50 ms, TPOT 10 ms alone), a batch client."""
+def suspended_timeline(t0: float, t1: float) -> XschedSampler:
+    """suspended_timeline() is a sampler (not started) whose samples every 50 ms show the batch suspended."""
+    s = XschedSampler("http://127.0.0.1:1")
+    s.t = [t0 + 0.05 * k for k in range(int((t1 - t0) / 0.05) + 1)]
+    s.batch = ["suspended"] * len(s.t)
+    s.batch_queues = ["inst1/cpu"]
+    s.queues = {"inst1/cpu": {f: [1 if f == "suspended" else 0] * len(s.t) for f in FIELDS}}
+    return s
+
+
+def serve_result(ttft_mixed: float, tpot_mixed: float, batch_tpot_mixed: float, sampled: bool = False
+                 ) -> ScenarioResult:
+    """serve_result(): 40 interactive requests 0.5 s apart (TTFT 50 ms, TPOT 10 ms alone), a batch client; the
+    server's decode time per token is 0.9 of the client's TPOT."""
     sp = ServeParams.for_cpu()
     solo = Phase("r1 2/s: interactive alone", [stream("interactive", 0.5 * i, 0.05, 0.01, 16) for i in range(40)],
                  0.0, 20.3)
     inter = [stream("interactive", 30 + 0.5 * i, ttft_mixed, tpot_mixed, 16) for i in range(40)]
     batch = [stream("batch", 29.0 + 2.0 * k, 0.3, batch_tpot_mixed, 8) for k in range(11)]
     mixed = Phase("r1 2/s: interactive + batch", inter + batch, 30.0, 51.0)
+    if sampled:
+        mixed.timeline = suspended_timeline(29.0, 53.0)
     alone = Phase("r1: batch alone", [stream("batch", 60.0 + 0.5 * k, 0.1, 0.05, 8, cancelled=(k == 9))
                                       for k in range(10)], 60.0, 65.0)
     b_alone = class_metrics(alone.requests, alone.t0, alone.t1, closed_loop=True)
@@ -84,6 +101,71 @@ def test_point_figures() -> None:
     # batch alone: 20 tok/s (tokens every 50 ms, clients overlapping); with interactive: sparser tokens
     assert 0 < m["batch_kept"] < 1
     assert fig["outside_s"] > 0 and fig["batch_kept_outside"] is not None
+    assert fig["tpot_ci95_ms"]["mixed"][0] == pytest.approx(40.0) and fig["tpot_ci95_ms"]["mixed"][1] is None
+    # the server's decode time per token (timings) and the rest of the TPOT
+    assert fig["solo_p99_server_tpot_ms"] == pytest.approx(9.0) and fig["mixed_p99_server_tpot_ms"] == pytest.approx(36.0)
+    assert fig["p99_server_tpot_ratio"] == pytest.approx(4.0)
+    assert fig["solo_p99_tpot_outside_ms"] == pytest.approx(1.0) and fig["mixed_p99_tpot_outside_ms"] == pytest.approx(4.0)
+    for key in ("median", "p90", "p99"):
+        assert mixed[f"{key}_server_tpot_ms"] == pytest.approx(36.0) and mixed[f"{key}_tpot_outside_ms"] == pytest.approx(4.0)
+    assert mixed["server_tpot_n"] == 40
+    # no timeline here: every gap is "not sampled"; a request arrives every 0.5 s and lasts 1.1 s, so the next
+    # one's prompt (250 ms before its first token) overlaps some of its gaps
+    cls = mixed["itl_classes"]
+    assert cls["sampled"] is False and cls["n"] == mixed["itl_n"] == 40 * 15
+    assert list(cls["classes"]) == ["not_sampled/no_prompt", "not_sampled/other_prompt"]
+    assert cls["by_prompt"]["other_prompt"]["n"] == 39 * 7    # 250 ms of a 40 ms cadence: 7 gaps per request
+    assert fig["mixed_p99_itl_no_prompt_ms"] == pytest.approx(40.0) and fig["mixed_p99_itl_other_prompt_ms"] == \
+        pytest.approx(40.0)
+    assert rep_alone_classes(m) == ["not_sampled/no_prompt"]     # alone: 0.21 s per request, 0.5 s apart
+    assert fig["mixed_p99_itl_batch_suspended_ms"] is None and fig["mixed_itl_batch_running_share"] is None
+
+
+def rep_alone_classes(m: dict[str, Any]) -> list[str]:
+    return list(m["points"][0]["repeats"][0]["interactive_alone"]["itl_classes"]["classes"])
+
+
+def test_point_figures_with_a_timeline(tmp_path: Path) -> None:
+    res = serve_result(ttft_mixed=0.06, tpot_mixed=0.012, batch_tpot_mixed=0.1, sampled=True)
+    rep = res.metrics["points"][0]["repeats"][0]
+    cls = rep["interactive_mixed"]["itl_classes"]
+    assert cls["sampled"] is True and set(cls["by_batch"]) == {"suspended"}
+    assert sum(v["n"] for v in cls["classes"].values()) == cls["n"] == rep["interactive_mixed"]["itl_n"]
+    fig = rep["figures"]
+    assert fig["mixed_p99_itl_batch_suspended_ms"] == pytest.approx(12.0)
+    assert fig["mixed_p99_itl_suspended_no_prompt_ms"] == pytest.approx(12.0)
+    assert fig["mixed_p99_itl_batch_running_ms"] is None and fig["mixed_itl_batch_running_share"] == 0.0
+    assert rep["interactive_mixed"]["xsched_sampler"]["samples"] == 481
+    assert "xsched_sampler" not in rep["interactive_alone"]
+    doc = report.scenario_json(res, 29.0)
+    tl = doc["phases"][1]["xsched_timeline"]
+    assert tl["t"][0] == 0.0 and len(tl["batch"]) == 481 and tl["batch_queues"] == ["inst1/cpu"]
+    assert "xsched_timeline" not in doc["phases"][0]
+    req = doc["phases"][1]["requests"][0]
+    assert req["server_tpot_ms"] == pytest.approx(10.8)
+    summary = serve_summary([{"name": "serve-hpf", "command": "x", "note": "", "scenarios": {"serve": doc}}])
+    vals = {row["id"]: row["values"]["serve-hpf"] for row in summary["table"]}
+    assert vals["itl_batch_share"] == "suspended 100%"
+    assert vals["server_tpot_pcts_mixed"] == "10.8 / 10.8 / 10.8" and vals["tpot_outside_pcts_mixed"] == "1.2 / 1.2 / 1.2"
+    assert vals["mixed_p99_itl_batch_suspended_ms"] == pytest.approx(12.0)
+    runs = [{"name": "serve-hpf", "command": "x", "note": "", "scenarios": {"serve": doc}}]
+    plain = report.scenario_json(serve_result(0.06, 0.012, 0.1), 29.0)
+    sizes = []
+    for i, d in enumerate((plain, doc)):                           # the timeline adds a row: ITL over batch state
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            plot({"schema": report.SCHEMA, "model": "m", "device": "test", "targets": [],
+                  "runs": [{**runs[0], "scenarios": {"serve": d}}]}, tmp_path / f"r{i}.png")
+        import matplotlib.image
+        sizes.append(matplotlib.image.imread(tmp_path / f"r{i}.png").shape[0])
+    assert sizes[1] > sizes[0]
+    # on disk the timeline goes to a side file, the report keeps a pointer
+    report.write_report(tmp_path, {"runs": runs, "partial": False})
+    saved = json.loads((tmp_path / "report.json").read_text())
+    ptr = saved["runs"][0]["scenarios"]["serve"]["phases"][1]["xsched_timeline"]
+    assert ptr["file"] == "xsched-timeline-serve-hpf.json" and ptr["samples"] == 481 and "t" not in ptr
+    assert report.load_timeline(tmp_path, ptr)["t"] == tl["t"]
+    assert "t" in runs[0]["scenarios"]["serve"]["phases"][1]["xsched_timeline"]    # the document in memory is kept
 
 
 def test_serve_targets_table_and_plot(tmp_path: Path) -> None:
@@ -109,6 +191,9 @@ def test_serve_targets_table_and_plot(tmp_path: Path) -> None:
     vals = {row["id"]: row["values"] for row in summary["table"]}
     assert vals["p99_ttft_ratio"]["serve-vanilla"] == pytest.approx(10.0)
     assert vals["preemption_p99_ms"]["serve-hpf"] is None      # no preemption object in these metrics
+    assert vals["itl_batch_share"]["serve-vanilla"] == "not sampled"
+    assert vals["tpot_pcts_alone"]["serve-hpf"] == "10.0 / 10.0 / 10.0"
+    assert vals["server_tpot_pcts_alone"]["serve-hpf"] == "9.0 / 9.0 / 9.0"
     assert [c["command"] for c in summary["configs"]][0] == "llama-server serve-vanilla"
     lines = serve_table(summary).splitlines()
     assert lines[0].split()[-3:] == ["vanilla", "hwprio", "hpf"]

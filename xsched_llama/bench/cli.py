@@ -52,7 +52,7 @@ def serve_params(base: ServeParams, opts: dict[str, Any]) -> ServeParams:
     if opts.get("slo_ratio") is not None:
         sp.slo_ratio = parse_slo(str(opts["slo_ratio"]), "--serve-slo-ratio")
     for key, conv in (("requests", int), ("slots", int), ("batch_clients", int), ("repeats", int), ("seed", int),
-                      ("chunk", int), ("batch_seconds", float)):
+                      ("chunk", int), ("batch_seconds", float), ("sample_ms", float)):
         if opts.get(key) is not None:
             setattr(sp, key, conv(opts[key]))
     sp.validate()
@@ -79,6 +79,8 @@ def _serve_opts(f: Any) -> Any:
                              "interactive)."),
         ("--serve-slo-ratio", str, "SLO relative to the solo P99 of the same figure (default ttft:1.1,tpot:1.05)."),
         ("--serve-chunk", int, "-b/-ub of the chunked-prefill vanilla baseline; 0 leaves it out (default 256)."),
+        ("--serve-sample-ms", float, "Interval of the GET /xsched timeline of the patched runs' interactive phases, "
+                                     "ms; 0 turns it off (default 25)."),
     ]
     for flag, typ, text in reversed(specs):
         f = click.option(flag, "serve_" + flag[len("--serve-"):].replace("-", "_"), type=typ, default=None,

@@ -19,7 +19,20 @@ def n_rows(report: dict[str, Any], ncols: int) -> int:
     runs = serve_runs(report)
     if not runs:
         return 0
-    return 1 + _middle_rows(runs, ncols) + (1 if _sweep_wanted(runs) else 0)
+    return 1 + _middle_rows(runs, ncols) + (1 if _sweep_wanted(runs) else 0) + _state_rows(runs, ncols)
+
+
+def _mixed_with_timeline(run: dict[str, Any]) -> dict[str, Any] | None:
+    """_mixed_with_timeline() is the run's first interactive + batch phase that has a GET /xsched timeline."""
+    for ph in run["scenarios"]["serve"].get("phases", []):
+        if ph["name"].endswith("interactive + batch") and (ph.get("xsched_timeline") or {}).get("t"):
+            return ph
+    return None
+
+
+def _state_rows(runs: list[dict[str, Any]], ncols: int) -> int:
+    n = sum(1 for r in runs if _mixed_with_timeline(r) is not None)
+    return (n + ncols - 1) // ncols
 
 
 def _middle_rows(runs: list[dict[str, Any]], ncols: int) -> int:
@@ -102,6 +115,46 @@ def _sweep(ax: Any, runs: list[dict[str, Any]], key: str, label: str) -> None:
         ax.legend(fontsize=7)
 
 
+def _spans(t: list[float], states: list[str]) -> list[tuple[float, float, str]]:
+    """_spans() merges consecutive samples of one state into (start, end, state), each sample holding until the
+    next one."""
+    out: list[tuple[float, float, str]] = []
+    for i, st in enumerate(states[:-1]):
+        if out and out[-1][2] == st:
+            out[-1] = (out[-1][0], t[i + 1], st)
+        else:
+            out.append((t[i], t[i + 1], st))
+    return out
+
+
+def _states(ax: Any, run: dict[str, Any], ph: dict[str, Any]) -> None:
+    """_states(): the interactive inter-token gaps over the mixed phase (dots), over the batch instance's state
+    from GET /xsched (shaded: running red, suspended blue)."""
+    tl = ph["xsched_timeline"]
+    t0 = ph["t0"]
+    for a, b, st in _spans(tl["t"], tl["batch"]):
+        if st in ("running", "suspended"):
+            ax.axvspan(a - t0, b - t0, color="tab:red" if st == "running" else "tab:blue",
+                       alpha=0.18 if st == "running" else 0.07, linewidth=0)
+    xs, ys = [], []
+    for r in ph["requests"]:
+        if r["task"] != "interactive" or r.get("error") or r.get("cancelled"):
+            continue
+        tt = r["token_times"]
+        for a, b in zip(tt, tt[1:]):
+            if b > a:
+                xs.append(b - t0)
+                ys.append((b - a) * 1e3)
+    if xs:
+        ax.scatter(xs, ys, s=2, color="black", label="interactive ITL")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7, loc="upper right")
+    ax.set_xlabel("time in the interactive + batch phase (s)")
+    ax.set_ylabel("ITL (ms, log)")
+    ax.set_title(f"serve · {run['name']}: interactive ITL over the batch instance's state "
+                 "(red: running, blue: suspended)", fontsize=9)
+
+
 def draw(fig: Any, grid: Any, row0: int, report: dict[str, Any], ncols: int) -> None:
     """draw() fills the serve rows of the grid from row0 on (n_rows() of them)."""
     runs = serve_runs(report)
@@ -117,3 +170,7 @@ def draw(fig: Any, grid: Any, row0: int, report: dict[str, Any], ncols: int) -> 
         _sweep(fig.add_subplot(grid[last, 0]), runs, "mixed_p99_ttft_ms", "interactive P99 TTFT with batch (ms)")
         _sweep(fig.add_subplot(grid[last, 1]), runs, "mixed_p99_tpot_ms", "interactive P99 TPOT with batch (ms)")
         _sweep(fig.add_subplot(grid[last, 2]), runs, "batch_kept", "batch tok/s with interactive / alone")
+        last += 1
+    sampled = [(r, ph) for r in runs if (ph := _mixed_with_timeline(r)) is not None]
+    for i, (run, ph) in enumerate(sampled):
+        _states(fig.add_subplot(grid[last + i // ncols, i % ncols]), run, ph)

@@ -15,7 +15,7 @@ from typing import Any
 from . import stats
 from .client import Completion
 from .scenarios import ScenarioResult
-from .servemetrics import breakdown
+from .servemetrics import breakdown, server_tpot_ms
 
 SCHEMA = 1
 
@@ -153,14 +153,21 @@ def phase_json(ph: Any, origin: float) -> dict[str, Any]:
     """phase_json() is one phase as plain data (requests with their token times)."""
     reqs: list[Completion] = ph.requests
     a = [c for c in reqs if c.task == "A" and c.t_end is not None]
-    return {"name": ph.name, "t0": round(ph.t0 - origin, 6), "t1": round(ph.t1 - origin, 6),
-            "a_latency_median_s": stats.median(c.latency for c in a) if a else None,
-            "requests": [_request_json(c, origin) for c in reqs]}
+    out = {"name": ph.name, "t0": round(ph.t0 - origin, 6), "t1": round(ph.t1 - origin, 6),
+           "a_latency_median_s": stats.median(c.latency for c in a) if a else None,
+           "requests": [_request_json(c, origin) for c in reqs]}
+    timeline = getattr(ph, "timeline", None)
+    if timeline is not None:
+        out["xsched_timeline"] = timeline.to_json(origin)
+    return out
 
 
 def _request_json(c: Completion, origin: float) -> dict[str, Any]:
     """_request_json() is one request as plain data, with its TTFT breakdown when the server sent xsched_timings."""
     d = c.to_json(origin)
+    st = server_tpot_ms(c)
+    if st is not None:
+        d["server_tpot_ms"] = round(st, 4)
     b = breakdown(c)
     if b is not None:
         d["ttft_breakdown_ms"] = {k: round(v, 3) for k, v in b.items()}
@@ -172,11 +179,46 @@ def scenario_json(res: ScenarioResult, origin: float) -> dict[str, Any]:
     return {"name": res.name, "metrics": res.metrics, "phases": [phase_json(p, origin) for p in res.phases]}
 
 
-def write_json(path: Path, doc: dict[str, Any]) -> None:
+def write_json(path: Path, doc: dict[str, Any], indent: int | None = 1) -> None:
     """write_json() writes doc atomically (a temporary file renamed into place)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.write_text(json.dumps(doc, indent=indent) + "\n")
     os.replace(tmp, path)
+
+
+TIMELINE_FILE = "xsched-timeline-{run}.json"
+
+
+def write_report(out: Path, doc: dict[str, Any]) -> None:
+    """write_report() writes out/report.json; the GET /xsched timelines of the phases (thousands of samples each)
+    go to one compact side file per run, `xsched-timeline-RUN.json` ({"run", "timelines": [{"scenario", "phase",
+    "t", "batch", "queues", ...}]}), and the phase keeps a pointer: {"file", "index", "samples", "batch_queues",
+    "cost"}. doc itself is left as it is (the plot reads the timelines from it)."""
+    runs = []
+    for run in doc.get("runs", []):
+        fname = TIMELINE_FILE.format(run=run.get("name", "run"))
+        timelines: list[dict[str, Any]] = []
+        scens: dict[str, Any] = {}
+        for sname, scen in (run.get("scenarios") or {}).items():
+            phases = []
+            for ph in scen.get("phases") or []:
+                tl = ph.get("xsched_timeline")
+                if isinstance(tl, dict) and "t" in tl:
+                    ph = {**ph, "xsched_timeline": {"file": fname, "index": len(timelines), "samples": len(tl["t"]),
+                                                    "batch_queues": tl.get("batch_queues"), "cost": tl.get("cost")}}
+                    timelines.append({"scenario": sname, "phase": ph["name"], **tl})
+                phases.append(ph)
+            scens[sname] = {**scen, "phases": phases}
+        if timelines:
+            write_json(out / fname, {"run": run.get("name"), "timelines": timelines}, indent=None)
+        runs.append({**run, "scenarios": scens})
+    write_json(out / "report.json", {**doc, "runs": runs})
+
+
+def load_timeline(report_dir: Path, pointer: dict[str, Any]) -> dict[str, Any]:
+    """load_timeline() is the timeline a phase's `xsched_timeline` pointer names (write_report())."""
+    doc = json.loads((report_dir / str(pointer["file"])).read_text())
+    return dict(doc["timelines"][int(pointer["index"])])
 
 
 def _fmt(v: float | None, pct: bool) -> str:

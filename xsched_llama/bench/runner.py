@@ -62,7 +62,7 @@ def run_all(specs: list[RunSpec], params: BenchParams, out: Path, model: Path, c
     try:
         for spec in specs:
             _run_one(spec, params, out, origin, log, startup_timeout, doc, results, figures, shared)
-            rpt.write_json(out / "report.json", doc)
+            rpt.write_report(out, doc)
     except KeyboardInterrupt:
         interrupted = True
         doc["errors"].append("interrupted (Ctrl-C): the runs after the last finished one are missing")
@@ -75,7 +75,7 @@ def run_all(specs: list[RunSpec], params: BenchParams, out: Path, model: Path, c
         plot(doc, out / "report.png")
     except XschedLlamaError as e:
         doc["errors"].append(str(e))
-    rpt.write_json(out / "report.json", doc)
+    rpt.write_report(out, doc)
     if interrupted:
         raise KeyboardInterrupt
     return doc, results
@@ -98,7 +98,7 @@ def _run_one(spec: RunSpec, params: BenchParams, out: Path, origin: float, log: 
             run_doc["startup_s"] = round(now() - t_start, 3)
             ctx = Context(srv.url, params, spec.priority, log=lambda m, n=spec.name: log(f"[{n}] {m}"),
                           name=spec.name, alive=lambda: srv.returncode is None, shared=shared,
-                          startup_s=run_doc["startup_s"])
+                          startup_s=run_doc["startup_s"], patched=patched)
             if spec.weights:
                 ctx.set_weights = lambda wa, wb, u=srv.url, s=spec: set_weights(u, s, wa, wb)
             scenarios.warm_up(ctx)

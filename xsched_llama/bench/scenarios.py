@@ -51,6 +51,7 @@ class Phase:
     requests: list[Completion] = field(default_factory=list)
     t0: float = 0.0
     t1: float = 0.0
+    timeline: Any = None     # the serve scenario's GET /xsched samples of the phase (sampler.XschedSampler)
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Context:
     alive: Callable[[], bool] = lambda: True   # False once the server process has exited
     shared: dict[str, Any] = field(default_factory=dict)  # state shared by the runs (the serve capacity)
     startup_s: float = 0.0        # how long this server took to start
+    patched: bool = False         # the server is the patched build (it answers GET /xsched)
     _prompts: dict[tuple[int, int], list[int]] = field(default_factory=dict)
 
     def prompt(self, n_tokens: int, salt: int = 0) -> list[int]:

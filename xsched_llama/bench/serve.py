@@ -16,19 +16,17 @@ import threading
 from typing import Any
 
 from ..errors import XschedLlamaError
-from . import stats
 from .client import Completion, complete, get_json, now, tokenize
 from .errors import BenchError
 from .load import Neighbour
 from .openloop import OpenLoop, Planned, draw_lengths, poisson_offsets
+from .sampler import XschedSampler
 from .scenarios import Context, Phase, ScenarioResult
-from .servemetrics import class_metrics, ratio
+from .servemetrics import class_metrics
+from .servepoint import BATCH, INTERACTIVE, aggregate, point
 from .serveparams import ServeParams, describe, estimate_s
 
-INTERACTIVE, BATCH = "interactive", "batch"
-SPREAD = ("p99_ttft_ratio", "p99_tpot_ratio", "median_ttft_ratio", "p99_itl_ratio", "batch_kept",
-          "batch_kept_outside", "mixed_p99_ttft_ms", "mixed_p99_tpot_ms", "solo_p99_ttft_ms", "solo_p99_tpot_ms",
-          "mixed_request_goodput", "mixed_goodput_vs_solo_fraction")
+__all__ = ["BATCH", "INTERACTIVE", "PartialResult", "Prompts", "aggregate", "point", "serve"]
 
 
 class PartialResult(BenchError):
@@ -115,21 +113,17 @@ def _serve(ctx: Context, sp: ServeParams, res: ScenarioResult) -> None:
             m["points"][j]["repeats"].append(point(sp, solo, mixed, b_alone))
     aggregate(m)
     ctx.log(f"serve: P99 TTFT {_ms(m['solo_p99_ttft_ms'])} alone, {_ms(m['mixed_p99_ttft_ms'])} with batch "
-            f"({_x(m['p99_ttft_ratio'])}); P99 TPOT ratio {_x(m['p99_tpot_ratio'])}; batch keeps "
+            f"({_x(m['p99_ttft_ratio'])}); P99 TPOT ratio {_x(m['p99_tpot_ratio'])} (server decode time per token "
+            f"{_x(m['p99_server_tpot_ratio'])}); batch keeps "
             f"{_pct(m['batch_kept'])} ({_pct(m['batch_kept_outside'])} outside interactive activity)")
-
-
-def aggregate(m: dict[str, Any]) -> None:
-    """aggregate() adds each point's spread over repeats (min/median/max) and the headline figures (the first
-    rate's medians) to the serve metrics m (which holds "points", each with its "repeats")."""
-    for pt in m["points"]:
-        figs = [r["figures"] for r in pt["repeats"]]
-        pt["spread"] = {k: _spread([f.get(k) for f in figs]) for k in SPREAD}
-    head = m["points"][0]
-    for k in SPREAD:
-        m[k] = head["spread"][k]["median"]
-    m["load"] = head["load"]
-    m["slo_p99_met"] = bool(head["repeats"]) and all(r["figures"]["slo_p99_met"] for r in head["repeats"])
+    ctx.log(f"serve: tail: P99 server decode time per token {_ms1(m['solo_p99_server_tpot_ms'])} alone, "
+            f"{_ms1(m['mixed_p99_server_tpot_ms'])} with batch; P99 TPOT outside the server "
+            f"{_ms1(m['solo_p99_tpot_outside_ms'])} / {_ms1(m['mixed_p99_tpot_outside_ms'])}; P99 ITL alone "
+            f"{_ms1(m['solo_p99_itl_no_prompt_ms'])} (no other prompt), {_ms1(m['solo_p99_itl_other_prompt_ms'])} "
+            f"(another prompt); with batch {_ms1(m['mixed_p99_itl_no_prompt_ms'])} / "
+            f"{_ms1(m['mixed_p99_itl_other_prompt_ms'])}, batch suspended and no other prompt "
+            f"{_ms1(m['mixed_p99_itl_suspended_no_prompt_ms'])}, batch running "
+            f"{_ms1(m['mixed_p99_itl_batch_running_ms'])} ({_pct(m['mixed_itl_batch_running_share'])} of the gaps)")
 
 
 def _plan(sp: ServeParams, prompts: Prompts, rate: float, seed: int) -> list[Planned]:
@@ -159,15 +153,42 @@ def _settle(ctx: Context, timeout: float = 10.0) -> None:
         threading.Event().wait(0.1)
 
 
+def _sampler(ctx: Context, sp: ServeParams, ph: Phase) -> XschedSampler | None:
+    """_sampler() starts the GET /xsched timeline of a phase (patched servers that answer it; sampling on)."""
+    if not ctx.patched or sp.sample_ms <= 0:
+        return None
+    if "serve_sampler_ok" not in ctx.shared or ctx.shared.get("serve_sampler_on") != ctx.name:
+        ctx.shared["serve_sampler_ok"] = XschedSampler.probe(ctx.url)
+        ctx.shared["serve_sampler_on"] = ctx.name
+        if not ctx.shared["serve_sampler_ok"]:
+            ctx.log("serve: GET /xsched has no scheduler queues here; no scheduler timeline")
+    if not ctx.shared["serve_sampler_ok"]:
+        return None
+    ph.timeline = XschedSampler(ctx.url, sp.sample_ms / 1e3).start()
+    return ph.timeline
+
+
+def _stop_sampler(ctx: Context, name: str, s: XschedSampler | None) -> None:
+    if s is None:
+        return
+    s.stop()
+    c = s.cost()
+    ctx.log(f"{name}: /xsched timeline {c['samples']} samples every {c['mean_interval_ms'] or 0:.1f} ms, round trip "
+            f"P99 {c['p99_rtt_ms'] or 0:.2f} ms, {c['cpu_ms_per_sample'] or 0:.3f} ms CPU per sample "
+            f"({(c['cpu_fraction'] or 0):.2%} of one core)")
+
+
 def _open_phase(ctx: Context, name: str, plan: list[Planned], prio: int, sp: ServeParams,
                 res: ScenarioResult) -> Phase:
     _settle(ctx)
     ph = Phase(name, t0=now())
     res.phases.append(ph)
     loop = OpenLoop(ctx.url, plan, prio, INTERACTIVE, alive=ctx.alive)
+    sampler = _sampler(ctx, sp, ph)
     try:
         loop.run(_deadline(sp, plan))
     finally:
+        _stop_sampler(ctx, name, sampler)
         ph.requests.extend(loop.results)
         ph.t1 = max([ph.t0] + [c.t_end for c in ph.requests if c.t_end is not None])
     if loop.cut_at_deadline:
@@ -219,11 +240,13 @@ def _mixed_phase(ctx: Context, name: str, plan: list[Planned], prio_i: int, prio
     res.phases.append(ph)
     clients = _batch(ctx, prio_b, sp, prompts, seed=sp.seed * 31 + rep)
     loop = OpenLoop(ctx.url, plan, prio_i, INTERACTIVE, alive=ctx.alive)
+    sampler = _sampler(ctx, sp, ph)
     try:
         _start(clients)
         ph.t0 = now()
         loop.run(_deadline(sp, plan))
     finally:
+        _stop_sampler(ctx, name, sampler)
         ph.requests.extend(loop.results)
         ph.t1 = now()
         _stop(clients, ph)
@@ -293,54 +316,12 @@ def _calibrate(ctx: Context, sp: ServeParams, prompts: Prompts, res: ScenarioRes
             "window_s": max(0.0, w1 - w0)}
 
 
-def point(sp: ServeParams, solo: Phase, mixed: Phase, b_alone: dict[str, Any]) -> dict[str, Any]:
-    """point() computes one (rate, repeat) point: both classes' figures and the headline ratios."""
-    s = class_metrics(solo.requests, solo.t0, solo.t1, goodput={"request_goodput": sp.slo})
-    rel = {k: v * s[f"p99_{k}_ms"] for k, v in sp.slo_ratio.items() if s.get(f"p99_{k}_ms") is not None}
-    inter = [c for c in mixed.requests if c.task == INTERACTIVE]
-    batch = [c for c in mixed.requests if c.task == BATCH]
-    i_end = max([mixed.t0] + [c.t_end for c in inter if c.t_end is not None])
-    mi = class_metrics(inter, mixed.t0, i_end, goodput={"request_goodput": sp.slo, "request_goodput_vs_solo": rel})
-    mb = class_metrics(batch, mixed.t0, mixed.t1, closed_loop=True)
-    busy = [(c.t_send, c.t_end) for c in inter if c.t_end is not None]
-    outside = stats.gaps(busy, mixed.t0, mixed.t1)
-    b_times = sorted(t for c in batch for t in c.token_times)
-    b_out = stats.rate_in(b_times, outside)
-    alone_tps = b_alone.get("output_throughput")
-    f = {
-        "solo_p99_ttft_ms": s["p99_ttft_ms"], "solo_p99_tpot_ms": s["p99_tpot_ms"],
-        "mixed_p99_ttft_ms": mi["p99_ttft_ms"], "mixed_p99_tpot_ms": mi["p99_tpot_ms"],
-        "p99_ttft_ratio": ratio(mi["p99_ttft_ms"], s["p99_ttft_ms"]),
-        "p99_tpot_ratio": ratio(mi["p99_tpot_ms"], s["p99_tpot_ms"]),
-        "median_ttft_ratio": ratio(mi["median_ttft_ms"], s["median_ttft_ms"]),
-        "p99_itl_ratio": ratio(mi["p99_itl_ms"], s["p99_itl_ms"]),
-        "mixed_request_goodput": mi["request_goodput"],
-        "mixed_goodput_vs_solo_fraction": mi.get("request_goodput_vs_solo_fraction"),
-        "batch_kept": ratio(mb["output_throughput"], alone_tps),
-        "batch_outside_tps": b_out, "batch_kept_outside": ratio(b_out, alone_tps),
-        "outside_s": sum(b - a for a, b in outside),
-        "slo_p99_met": all(mi.get(f"p99_{k}_ms") is not None and mi[f"p99_{k}_ms"] <= v for k, v in sp.slo.items()),
-        "ttft_ci95_ms": {"solo": list(stats.quantile_ci(_ttfts(solo.requests), 0.99)),
-                         "mixed": list(stats.quantile_ci(_ttfts(inter), 0.99))},
-    }
-    return {"phases": [solo.name, mixed.name], "interactive_alone": s, "interactive_mixed": mi, "batch_mixed": mb,
-            "figures": f}
-
-
-def _ttfts(reqs: list[Completion]) -> list[float]:
-    return [(c.t_first - c.t_send) * 1e3 for c in reqs if c.t_first is not None and c.error is None
-            and not c.cancelled]
-
-
-def _spread(vals: list[float | None]) -> dict[str, float | None]:
-    v = sorted(x for x in vals if isinstance(x, (int, float)) and not isinstance(x, bool))
-    if not v:
-        return {"min": None, "median": None, "max": None, "n": 0}
-    return {"min": v[0], "median": stats.median(v), "max": v[-1], "n": len(v)}
-
-
 def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f} ms"
+
+
+def _ms1(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f} ms"
 
 
 def _x(v: float | None) -> str:

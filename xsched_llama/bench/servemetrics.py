@@ -6,7 +6,8 @@ over the requests; E2E (`e2el`) = send -> last token. Latency statistics cover t
 Throughputs count what happened inside the phase window (t0, t1]: tokens that arrived in it, prompts whose first
 token arrived in it, requests that completed in it, so a closed-loop class cut at the window's end is counted
 fairly. Goodput (vLLM's `request_goodput`) counts the completed requests that meet every per-request limit of
-an SLO (ms, keys ttft/tpot/e2el) per second of the window.
+an SLO (ms, keys ttft/tpot/e2el) per second of the window. `server_tpot` is the server's own decode time per
+token (`timings.predicted_ms` / (`predicted_n` - 1)) and `tpot_outside` the client's TPOT minus it, per request.
 
 Pure functions over Completion records (no I/O).
 """
@@ -38,6 +39,24 @@ def tpot_ms(c: Completion) -> float | None:
     if c.t_first is None or c.t_end is None or c.tokens < 2:
         return None
     return (c.t_end - c.t_first) * 1e3 / (c.tokens - 1)
+
+
+def server_tpot_ms(c: Completion) -> float | None:
+    """server_tpot_ms() is the server's own decode time per output token after the first, ms: its
+    `timings.predicted_ms` (first token sampled -> last token sampled, on the instance's loop) over
+    `predicted_n` - 1, as its `predicted_per_token_ms`. None without the timings or with fewer than two tokens."""
+    t = c.timings or {}
+    n, ms = t.get("predicted_n"), t.get("predicted_ms")
+    if not isinstance(n, (int, float)) or not isinstance(ms, (int, float)) or n < 2:
+        return None
+    return float(ms) / (float(n) - 1)
+
+
+def tpot_outside_ms(c: Completion) -> float | None:
+    """tpot_outside_ms() is the client's TPOT minus the server's: per token, the time the stream spent outside
+    the instance's loop (the response queue, HTTP, the network, the client stamping the events)."""
+    a, b = tpot_ms(c), server_tpot_ms(c)
+    return None if a is None or b is None else a - b
 
 
 def e2el_ms(c: Completion) -> float | None:
@@ -131,6 +150,11 @@ def class_metrics(reqs: Sequence[Completion], t0: float, t1: float,
     m.update(latency_stats("tpot", (v for c in done if (v := tpot_ms(c)) is not None)))
     m.update(latency_stats("itl", (g * 1e3 for c in done for g in stats.intervals(c.token_times))))
     m.update(latency_stats("e2el", (v for c in done if (v := e2el_ms(c)) is not None)))
+    m["itl_n"] = sum(len(stats.intervals(c.token_times)) for c in done)
+    tp = [(st, out) for c in done if (st := server_tpot_ms(c)) is not None and (out := tpot_outside_ms(c)) is not None]
+    m["server_tpot_n"] = len(tp)
+    m.update(latency_stats("server_tpot", (st for st, _ in tp)))
+    m.update(latency_stats("tpot_outside", (out for _, out in tp)))
     splits = [s for c in done if (s := ttft_split(c)) is not None]
     m["ttft_split_n"] = len(splits)
     m.update(latency_stats("ttft_wait", (w for w, _ in splits)))
@@ -142,6 +166,11 @@ def class_metrics(reqs: Sequence[Completion], t0: float, t1: float,
     ranked = sorted(done, key=lambda c: ttft_ms(c) or 0.0, reverse=True)[:slowest]
     m["slowest_ttft"] = [{"t_send": c.t_send - t0, "ttft_ms": ttft_ms(c), "prompt_tokens": c.prompt_tokens,
                           "split_ms": ttft_split(c), "breakdown_ms": breakdown(c)} for c in ranked]
+    ranked = sorted((c for c in done if tpot_ms(c) is not None), key=lambda c: tpot_ms(c) or 0.0,
+                    reverse=True)[:slowest]
+    m["slowest_tpot"] = [{"t_send": c.t_send - t0, "tpot_ms": tpot_ms(c), "server_tpot_ms": server_tpot_ms(c),
+                          "tokens": c.tokens, "prompt_tokens": c.prompt_tokens,
+                          "max_itl_ms": max(stats.intervals(c.token_times), default=0.0) * 1e3} for c in ranked]
     return m
 
 

@@ -53,6 +53,8 @@ class ServeParams:
     """-b/-ub of the chunked-prefill vanilla baseline; 0 leaves that baseline out."""
     calibration_rounds: int = 4
     """Requests per client of the capacity calibration (`slots` closed-loop clients)."""
+    sample_ms: float = 25.0
+    """Interval of the GET /xsched timeline during the interactive phases (patched configurations), ms; 0: off."""
 
     @classmethod
     def for_cpu(cls) -> "ServeParams":
@@ -78,6 +80,11 @@ class ServeParams:
                              f"{', '.join(f'{f:g}' for f in self.loads) or 'nothing'}")
         if not self.batch_seconds > 0:
             raise UsageError(f"--serve-batch-seconds must be > 0, not {self.batch_seconds:g}")
+        if not self.sample_ms >= 0 or self.sample_ms == float("inf"):
+            raise UsageError(f"--serve-sample-ms must be >= 0 (0 turns the /xsched timeline off), not {self.sample_ms:g}")
+        if 0 < self.sample_ms < 5:
+            raise UsageError(f"--serve-sample-ms must be 0 or at least 5 ms (each sample costs a request), not "
+                             f"{self.sample_ms:g}")
         if self.chunk < 0:
             raise UsageError(f"--serve-chunk must be >= 0, not {self.chunk}")
         for slo in (self.slo, self.slo_ratio):

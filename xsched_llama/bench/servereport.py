@@ -11,14 +11,20 @@ from collections.abc import Callable
 Value = float | int | bool | str | None
 
 
-def _first(m: dict[str, Any], *path: str | int) -> Value:
-    """_first() follows a path into points[0].repeats[0] (None where it is missing)."""
+def _first_obj(m: dict[str, Any], *path: str | int) -> Any:
+    """_first_obj() follows a path into points[0].repeats[0] (None where it is missing)."""
     cur: Any = m
     for key in ("points", 0, "repeats", 0, *path):
         try:
             cur = cur[key]
         except (KeyError, IndexError, TypeError):
             return None
+    return cur
+
+
+def _first(m: dict[str, Any], *path: str | int) -> Value:
+    """_first() is the scalar at a path into points[0].repeats[0] (None where it is missing)."""
+    cur = _first_obj(m, *path)
     return cur if isinstance(cur, (int, float, bool, str)) else None
 
 
@@ -27,6 +33,23 @@ def _batch_alone(m: dict[str, Any]) -> Value:
         return float(m["batch_alone"][0]["batch"]["output_throughput"])
     except (KeyError, IndexError, TypeError, ValueError):
         return None
+
+
+def _pcts(m: dict[str, Any], phase: str, name: str) -> Value:
+    """_pcts() is "P50 / P90 / P99" (ms) of one latency of the first point's phase, as text."""
+    vals = [_first(m, phase, f"{p}_{name}_ms") for p in ("median", "p90", "p99")]
+    if all(v is None for v in vals):
+        return None
+    return " / ".join("-" if not isinstance(v, (int, float)) else f"{v:.1f}" for v in vals)
+
+
+def _itl_share(m: dict[str, Any]) -> Value:
+    """_itl_share() is how the interactive gaps with batch divide among the batch states, as text."""
+    cur: Any = _first_obj(m, "interactive_mixed", "itl_classes")
+    if not isinstance(cur, dict) or not cur.get("sampled"):
+        return "not sampled" if isinstance(cur, dict) else None
+    parts = [f"{k} {v.get('share') or 0:.0%}" for k, v in (cur.get("by_batch") or {}).items()]
+    return ", ".join(parts) or None
 
 
 def _preemption(m: dict[str, Any], key: str) -> Value:
@@ -50,6 +73,34 @@ ROWS: list[tuple[str, str, Callable[[dict[str, Any]], Value]]] = [
     ("mixed_p99_tpot_ms", "interactive P99 TPOT with batch (ms)", lambda m: m.get("mixed_p99_tpot_ms")),
     ("p99_tpot_ratio", "interactive P99 TPOT with batch / alone", lambda m: m.get("p99_tpot_ratio")),
     ("p99_itl_ratio", "interactive P99 ITL with batch / alone", lambda m: m.get("p99_itl_ratio")),
+    ("tpot_pcts_alone", "interactive TPOT P50 / P90 / P99 alone (ms)", lambda m: _pcts(m, "interactive_alone", "tpot")),
+    ("tpot_pcts_mixed", "interactive TPOT P50 / P90 / P99 with batch (ms)",
+     lambda m: _pcts(m, "interactive_mixed", "tpot")),
+    ("server_tpot_pcts_alone", "interactive server decode ms/token (timings) P50 / P90 / P99 alone",
+     lambda m: _pcts(m, "interactive_alone", "server_tpot")),
+    ("server_tpot_pcts_mixed", "interactive server decode ms/token (timings) P50 / P90 / P99 with batch",
+     lambda m: _pcts(m, "interactive_mixed", "server_tpot")),
+    ("p99_server_tpot_ratio", "interactive P99 server decode ms/token with batch / alone",
+     lambda m: m.get("p99_server_tpot_ratio")),
+    ("tpot_outside_pcts_alone", "interactive TPOT outside the server (client - server) P50 / P90 / P99 alone (ms)",
+     lambda m: _pcts(m, "interactive_alone", "tpot_outside")),
+    ("tpot_outside_pcts_mixed", "interactive TPOT outside the server P50 / P90 / P99 with batch (ms)",
+     lambda m: _pcts(m, "interactive_mixed", "tpot_outside")),
+    ("solo_p99_itl_ms", "interactive P99 ITL alone (ms)", lambda m: m.get("solo_p99_itl_ms")),
+    ("mixed_p99_itl_ms", "interactive P99 ITL with batch (ms)", lambda m: m.get("mixed_p99_itl_ms")),
+    ("solo_p99_itl_no_prompt_ms", "  alone, no other prompt in the instance (ms)",
+     lambda m: m.get("solo_p99_itl_no_prompt_ms")),
+    ("solo_p99_itl_other_prompt_ms", "  alone, another interactive prompt processed (ms)",
+     lambda m: m.get("solo_p99_itl_other_prompt_ms")),
+    ("mixed_p99_itl_no_prompt_ms", "  with batch, no other prompt (ms)", lambda m: m.get("mixed_p99_itl_no_prompt_ms")),
+    ("mixed_p99_itl_other_prompt_ms", "  with batch, another interactive prompt processed (ms)",
+     lambda m: m.get("mixed_p99_itl_other_prompt_ms")),
+    ("mixed_p99_itl_suspended_no_prompt_ms", "  with batch, batch suspended, no other prompt (ms)",
+     lambda m: m.get("mixed_p99_itl_suspended_no_prompt_ms")),
+    ("mixed_p99_itl_batch_suspended_ms", "  with batch, batch suspended (ms)",
+     lambda m: m.get("mixed_p99_itl_batch_suspended_ms")),
+    ("mixed_p99_itl_batch_running_ms", "  with batch, batch running (ms)", lambda m: m.get("mixed_p99_itl_batch_running_ms")),
+    ("itl_batch_share", "interactive gaps with batch by batch state (/xsched timeline)", _itl_share),
     ("ttft_wait_p99_ms", "interactive P99 TTFT outside prompt processing, with batch (ms)",
      lambda m: _first(m, "interactive_mixed", "p99_ttft_wait_ms")),
     ("prompt_p99_ms", "interactive P99 prompt processing (server prompt_ms), with batch (ms)",
