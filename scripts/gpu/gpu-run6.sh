@@ -8,7 +8,9 @@
 # usage (repository root):
 #   scripts/gpu/gpu-run6.sh chain STEP...     run the steps one after the other as one background job "chain"
 #   scripts/gpu/gpu-run6.sh run STEP          run one step in the foreground
-# STEP: b8 b06 b17 hw8 w4 sp8 s8 x2 smoke (see the functions). Collect with `scripts/gpu/gpu-carried.sh wait S OUT`.
+# STEP: b8 b06 b17 hw8 w4 sp8 s8 x2 smoke (see the functions). Collect with `scripts/gpu/gpu-carried.sh wait S OUT` in
+# EVERY call that waits, S at least 60 s under what is left of the call's limit: the machine and its /tmp go 30 s
+# after a call ends (run 6 lost its figures that way; docs/results/h200-2026-12-02-run6/).
 # environment: GC_DIR (scripts/gpu/gpu-carried.sh), BENCH_EXTRA (more words for every bench), SERVE_REQUESTS and
 # SERVE_RATE (step s8; default 100 requests at 2 per second)
 set -uo pipefail
