@@ -158,6 +158,9 @@ def test_hpf_across_processes(daemon: Daemon, start: Callable[..., ServerProcess
     assert all(q["priority"] == 10 for q in queues_of(st, high)) and queues_of(st, high)
     xs = high.get("/xsched").json()
     assert xs["policy"] == "HPF" and xs["n_queues"] >= 1
+    # joined: the admin API says so and carries the daemon's view of every process, the other one included
+    assert xs["scheduler"] == "global", xs["scheduler"]
+    assert {p["pid"] for p in xs["global"]["processes"]} == {low.pid, high.pid}, xs["global"]
     b = Stream(low, 400)
     b.wait_tokens(10)
     a = Stream(high, 48)

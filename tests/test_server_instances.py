@@ -249,6 +249,8 @@ def test_xsched_post_policy(srv: ServerProcess) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["policy"] == "WRR"
     assert srv.post("/xsched", {"policy": before["policy"]}).json()["policy"] == before["policy"]
+    # not joined to a global scheduler: the local one, and no global view (tests/test_scheduler_servers.py: joined)
+    assert before["scheduler"] == "local" and "global" not in before
 
 
 def test_admin_key_required(server_binary: Path, default_model: Path, tmp_path: Path) -> None:

@@ -546,6 +546,35 @@ static json preemption_json(const XPreemptStats & p) {
     };
 }
 
+static const char * scheduler_name(XSchedulerType t) {
+    switch (t) {
+        case kSchedulerAppManaged: return "app-managed";
+        case kSchedulerGlobal:     return "global";
+        default:                   return "local";
+    }
+}
+
+// global_status_json() is the global scheduler's view (every joined process and its queues, as `xsched-llama
+// scheduler status --json` prints it), or {"error": reason} when the daemon cannot be asked: a round trip on
+// its socket, only while this process is joined.
+static json global_status_json() {
+    std::vector<char> buf(64 * 1024);
+    size_t need = 0;
+    XResult r = XSchedGlobalStatus(buf.data(), buf.size(), &need);
+    if (r == kXSchedErrorInvalidValue && need > buf.size()) {
+        buf.resize(need);
+        r = XSchedGlobalStatus(buf.data(), buf.size(), &need);
+    }
+    if (r != kXSchedSuccess) {
+        return {{"error", buf[0] != '\0' ? std::string(buf.data()) : std::string(XResultName(r))}};
+    }
+    json g = json::parse_no_throw(std::string(buf.data()));
+    if (g.is_discarded()) {
+        return {{"error", "the daemon's status is not JSON"}};
+    }
+    return g;
+}
+
 json server_xsched_snapshot() {
     XSchedSnapshotInfo info{};
     const std::vector<XQueueInfo> rows = snapshot_rows(info);
@@ -566,15 +595,19 @@ json server_xsched_snapshot() {
             {"preemption",      preemption_json(r.preempt)},
         });
     }
-    return {
+    json out = {
         {"available",    true},
-        {"scheduler",    info.scheduler == kSchedulerAppManaged ? "app-managed" : "local"},
+        {"scheduler",    scheduler_name(info.scheduler)},
         {"policy",       XPolicyName(info.policy)},
         {"timeslice_us", info.timeslice_us},
         {"n_queues",     info.n_queues},
         {"queues",       queues},
         {"admission",    server_admission_global_json()},
     };
+    if (info.scheduler == kSchedulerGlobal) {
+        out["global"] = global_status_json();
+    }
+    return out;
 }
 
 static std::string prom_escape(const std::string & s) {
