@@ -79,3 +79,13 @@ def test_runners_refuse_unknown_steps_and_commands(tmp_path: Path) -> None:
 def test_chain_needs_steps(tmp_path: Path) -> None:
     cp = runner(tmp_path, "gpu-run5.sh", "chain")
     assert cp.returncode == 1 and cp.stderr.startswith("error: chain STEP...")
+
+
+def test_wait_prints_the_bench_result_lines(tmp_path: Path) -> None:
+    # the figures come back in a call's output even when its files do not (run 6 lost its files)
+    table = "  patched         overhead     decode (normal)                A 1.295 s"
+    cp = carried(tmp_path, "start", "b", "--", "bash", "-c", f"echo '{table}'; for i in 1 2 3 4 5 6 7; do echo x; done")
+    assert cp.returncode == 0, cp.stderr
+    cp = carried(tmp_path, "wait", "30")
+    assert cp.returncode == 0 and "== b: exit 0" in cp.stdout
+    assert f"   | {table}" in cp.stdout  # not in the 6-line tail any more, still printed

@@ -11,8 +11,10 @@
 #                                                   log in $GC_DIR/jobs/NAME.log, exit status in NAME.rc
 #   scripts/gpu/gpu-carried.sh stop NAME                stop a job (its whole process group); `wait` counts it as ended
 #   scripts/gpu/gpu-carried.sh wait SECONDS [OUT]       wait until every job has ended or SECONDS passed; print each
-#                                                   job's state and log tail; with OUT, pack $GC_DIR/results and
-#                                                   the job logs into OUT/results.tar.xz
+#                                                   job's state, log tail and the bench result lines of its log;
+#                                                   with OUT, pack $GC_DIR/results and the job logs into
+#                                                   OUT/results.tar.xz (do it in every call: the machine and its
+#                                                   /tmp go 30 s after a call ends)
 #   scripts/gpu/gpu-carried.sh env                      print the environment (source it: eval "$(... env)")
 # In a job's environment: PYTHONPATH (the repository and the wheels), LD_LIBRARY_PATH (libxsched.so, the CUDA
 # runtime), VANILLA=$GC_DIR/vanilla-server, PATCHED=$GC_DIR/patched-server, MODELS=$GC_DIR/models,
@@ -41,7 +43,7 @@ cmd=${1:-}
 shift
 case "$cmd" in
 -h|--help)
-    sed -n '2,23p' "$0"
+    sed -n '2,24p' "$0"
     ;;
 env)
     job_env
@@ -124,6 +126,9 @@ wait)
             echo "== $n: running"
         fi
         tail -n 6 "$dir/jobs/$n.log" 2>/dev/null | sed 's/^/   /'
+        # the bench's result tables (lines headed by a build), so that the figures come back in the call's
+        # output even when no file does
+        grep -E '^  (vanilla|patched)[a-z-]* ' "$dir/jobs/$n.log" 2>/dev/null | sed 's/^/   | /'
     done
     if [ -n "$out" ]; then
         mkdir -p "$out"
