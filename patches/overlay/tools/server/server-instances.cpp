@@ -77,7 +77,7 @@ void server_instance::set_active(bool active) {
 
 void server_instance::release_gates() {
     if (ctx_tgt != nullptr) {
-        llama_set_preempt_abort(ctx_tgt, true);
+        llama_set_gates_released(ctx_tgt, true);
     }
 }
 
