@@ -171,7 +171,7 @@ def test_fuzz_xsched_raw_body(srv: ServerProcess, raw: bytes) -> None:
 def instances_valid(value: str) -> bool:
     """instances_valid() is the --instances grammar of docs/server.md: [NAME=]P[:W[:NP[:Q]]],... with the allowed
     ranges (an empty W or NP takes the default; Q, when its colon is there, must be an integer >= 1; NAME of
-    [A-Za-z0-9_.-]{1,32}, unique once every unnamed entry i is named inst<i>)."""
+    [A-Za-z0-9_.-]{1,32}, not all digits, unique once every unnamed entry i is named inst<i>)."""
     if value == "":
         return False
     names = []
@@ -179,7 +179,7 @@ def instances_valid(value: str) -> bool:
         name, eq, entry = entry.partition("=")
         if not eq:
             name, entry = f"inst{i}", name
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", name) or name in names:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", name) or name.isdigit() or name in names:
             return False
         names.append(name)
         parts = entry.split(":")

@@ -281,7 +281,7 @@ def test_without_instances_one_instance(server_binary: Path, default_model: Path
 
 
 @pytest.mark.parametrize("value", ["", "10:0", "300", "a:1", "1:1:0", "1:2:3:4:5", "1:2:3:0", "1,,2",
-                                   "=1", "bad name=1", "x" * 33 + "=1", "a/b=1", "a=1,a=0", "inst1=1,0", "hi=", "a=b=1"])
+                                   "=1", "12=1", "bad name=1", "x" * 33 + "=1", "a/b=1", "a=1,a=0", "inst1=1,0", "hi=", "a=b=1"])
 def test_bad_instances_option_exits(server_binary: Path, default_model: Path, tmp_path: Path, value: str) -> None:
     s = ServerProcess(server_binary, [*common_args(default_model), "--instances", value],
                       log_path=tmp_path / "server.log", startup_timeout=60)

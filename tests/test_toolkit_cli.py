@@ -135,6 +135,8 @@ def test_scheduling_args_names() -> None:
         server.scheduling_args(["hi:1:1:1"], "hi=0:1:1")
     with pytest.raises(UsageError, match="NAME="):
         server.scheduling_args([], "=0:1:1")
+    with pytest.raises(UsageError, match="NAME="):
+        server.scheduling_args([], "12=0:1:1")  # a number is an index, not a name
 
 
 def test_serve_bad_max_waiting_exits_2(tmp_path: Path) -> None:

@@ -220,7 +220,7 @@ def _instance_spec(parts: list[str], name: str | None = None) -> str | None:
         return None
     if len(parts) == 4 and int(parts[3]) < 1:
         return None
-    if name is not None and not INSTANCE_NAME.fullmatch(name):
+    if name is not None and (not INSTANCE_NAME.fullmatch(name) or name.isdigit()):
         return None
     return (f"{name}=" if name is not None else "") + ":".join(parts)
 
@@ -232,7 +232,7 @@ def scheduling_args(instances: Sequence[str] = (), instances_csv: str | None = N
 
     `instances` are `[NAME:]PRIORITY:WEIGHT:SLOTS[:QUEUE]` (e.g. `high:10:1:2`, `batch:0:1:4:16`; NAME is not an
     integer), `instances_csv` is the server's own `[NAME=]P:W:NP[:Q],...` form; they are merged in that order. A
-    NAME ([A-Za-z0-9_.-]{1,32}, unique) is passed on as llama-server's `NAME=` (GET /xsched, /props, /slots, the
+    NAME ([A-Za-z0-9_.-]{1,32}, not all digits, unique) is passed on as llama-server's `NAME=` (GET /xsched, /props, /slots, the
     metrics' `name` label); without one the server names the instance `inst<index>`. QUEUE and `max_waiting` are
     admission bounds (waiting requests, >= 1; docs/server.md).
     """

@@ -34,8 +34,8 @@ static bool common_parse_int32(const std::string & s, int32_t & out) {
 
 std::vector<common_server_instance> common_parse_server_instances(const std::string & value) {
     // the ranges mirror PRIORITY_MIN/MAX and WEIGHT_MIN/MAX of xsched/types.h
-    const char * allowed = "expected [NAME=]P[:W[:NP[:Q]]],... with NAME of 1-32 characters [A-Za-z0-9_.-], "
-                           "P in [-255, 255], W in [1, 1000], NP >= 1, Q >= 1";
+    const char * allowed = "expected [NAME=]P[:W[:NP[:Q]]],... with NAME of 1-32 characters [A-Za-z0-9_.-] "
+                           "(not all digits), P in [-255, 255], W in [1, 1000], NP >= 1, Q >= 1";
     std::vector<common_server_instance> res;
     for (const auto & entry : string_split<std::string>(value, ',')) {
         common_server_instance inst;
@@ -47,7 +47,9 @@ std::vector<common_server_instance> common_parse_server_instances(const std::str
                  std::all_of(inst.name.begin(), inst.name.end(), [](unsigned char c) {
                      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                             c == '_' || c == '.' || c == '-';
-                 });
+                 }) &&
+                 // not a number, so that an instance can be named by its index or its name alike
+                 !std::all_of(inst.name.begin(), inst.name.end(), [](unsigned char c) { return c >= '0' && c <= '9'; });
         }
         const auto parts = string_split<std::string>(eq == std::string::npos ? entry : entry.substr(eq + 1), ':');
         ok = ok && !parts.empty() && parts.size() <= 4;
