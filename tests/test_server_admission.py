@@ -67,7 +67,7 @@ def check_served(a: dict[str, Any], n_predict: int) -> None:
 
 
 def metric(text: str, name: str, instance: int) -> float:
-    m = re.search(rf'^xsched:{name}\{{instance="{instance}",priority="-?\d+"\}} (\S+)$', text, re.M)
+    m = re.search(rf'^xsched:{name}\{{instance="{instance}",priority="-?\d+",name="[^"]*"\}} (\S+)$', text, re.M)
     assert m, f"xsched:{name} of instance {instance} missing"
     return float(m.group(1))
 

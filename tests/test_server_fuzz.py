@@ -121,8 +121,10 @@ def xsched_valid(body: Any, n_instances: int) -> bool:
 
     def int_in(k: str, lo: int, hi: int) -> bool:
         return k not in body or (type(body[k]) is int and lo <= body[k] <= hi)
-    if not (int_in("instance", 0, n_instances - 1) and int_in("priority", -255, 255) and int_in("weight", 1, 1000)
-            and int_in("timeslice_us", 100, 10_000_000)):
+    names = [f"inst{i}" for i in range(n_instances)]  # an instance is an index or its name
+    named = isinstance(body.get("instance"), str) and body["instance"] in names
+    if not ((named or int_in("instance", 0, n_instances - 1)) and int_in("priority", -255, 255)
+            and int_in("weight", 1, 1000) and int_in("timeslice_us", 100, 10_000_000)):
         return False
     if "policy" in body and not (isinstance(body["policy"], str) and body["policy"].upper() in ("HPF", "WRR", "NONE")):
         return False
@@ -167,11 +169,19 @@ def test_fuzz_xsched_raw_body(srv: ServerProcess, raw: bytes) -> None:
 
 
 def instances_valid(value: str) -> bool:
-    """instances_valid() is the --instances grammar of docs/server.md: P[:W[:NP[:Q]]],... with the allowed ranges
-    (an empty W or NP takes the default; Q, when its colon is there, must be an integer >= 1)."""
+    """instances_valid() is the --instances grammar of docs/server.md: [NAME=]P[:W[:NP[:Q]]],... with the allowed
+    ranges (an empty W or NP takes the default; Q, when its colon is there, must be an integer >= 1; NAME of
+    [A-Za-z0-9_.-]{1,32}, not all digits, unique once every unnamed entry i is named inst<i>)."""
     if value == "":
         return False
-    for entry in value.split(","):
+    names = []
+    for i, entry in enumerate(value.split(",")):
+        name, eq, entry = entry.partition("=")
+        if not eq:
+            name, entry = f"inst{i}", name
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", name) or name.isdigit() or name in names:
+            return False
+        names.append(name)
         parts = entry.split(":")
         if not 1 <= len(parts) <= 4 or not re.fullmatch(r"[+-]?[0-9]{1,10}", parts[0]):
             return False
@@ -193,7 +203,7 @@ instances_values = st.one_of(
                        st.one_of(st.none(), st.integers(-1, 3)), st.one_of(st.none(), st.integers(-1, 3))),
                    min_size=1, max_size=4).map(
         lambda es: ",".join(":".join(str(x) for x in e if x is not None) for e in es)),
-    st.text(alphabet="0123456789:,-+ xa", max_size=14))
+    st.text(alphabet="0123456789:,-+ xa=", max_size=14))
 
 
 @FUZZ
@@ -229,6 +239,8 @@ def test_fuzz_slots_query(srv: ServerProcess, key: str, value: str) -> None:
         assert r.status_code == 200, r.text[:300]  # an empty parameter is no parameter
     elif key == "instance" and re.fullmatch(r"[0-9]+", value) and int(value) < len(LEVELS):
         assert r.status_code == 200 and [s["instance"] for s in r.json()] == [int(value)], r.text[:300]
+    elif key == "instance" and value in [f"inst{i}" for i in range(len(LEVELS))]:  # or its name
+        assert r.status_code == 200 and [s["instance_name"] for s in r.json()] == [value], r.text[:300]
     elif key == "priority" and re.fullmatch(r"[+-]?[0-9]+", value) and -255 <= int(value) <= 255:
         assert r.status_code == 200 and [s["instance"] for s in r.json()] == [level_of(int(value))], r.text[:300]
     else:

@@ -173,7 +173,8 @@ def test_metrics_per_instance(srv: ServerProcess) -> None:
         complete(srv, priority=p)
     text = srv.get("/metrics").text
     for inst, prio in ((0, 10), (1, 5), (2, 0)):
-        m = re.search(rf'^llamacpp:tokens_predicted_total{{instance="{inst}",priority="{prio}"}} (\S+)$', text, re.M)
+        m = re.search(rf'^llamacpp:tokens_predicted_total{{instance="{inst}",priority="{prio}",name="inst{inst}"}} (\S+)$',
+                      text, re.M)
         assert m, text
         assert float(m.group(1)) >= 1
     # one HELP/TYPE per family (a valid Prometheus exposition)
@@ -281,14 +282,16 @@ def test_without_instances_one_instance(server_binary: Path, default_model: Path
         assert complete(s, priority="x").status_code == 400
 
 
-@pytest.mark.parametrize("value", ["", "10:0", "300", "a:1", "1:1:0", "1:2:3:4:5", "1:2:3:0", "1,,2"])
+@pytest.mark.parametrize("value", ["", "10:0", "300", "a:1", "1:1:0", "1:2:3:4:5", "1:2:3:0", "1,,2",
+                                   "=1", "12=1", "bad name=1", "x" * 33 + "=1", "a/b=1", "a=1,a=0", "inst1=1,0", "hi=", "a=b=1"])
 def test_bad_instances_option_exits(server_binary: Path, default_model: Path, tmp_path: Path, value: str) -> None:
     s = ServerProcess(server_binary, [*common_args(default_model), "--instances", value],
                       log_path=tmp_path / "server.log", startup_timeout=60)
     with pytest.raises(Exception):
         s.start()
     assert s.wait() != 0
-    assert "--instances" in s.log_text()
+    errors = [line for line in s.log_text().splitlines() if "--instances" in line and "error" in line.lower()]
+    assert len(errors) == 1, s.log_text()  # one line that says what is wrong
 
 
 def test_bad_policy_option_exits(server_binary: Path, default_model: Path, tmp_path: Path) -> None:
@@ -410,3 +413,31 @@ def test_prompt_cache_off_above_the_lowest_instance(server_binary: Path, default
     with ServerProcess(server_binary, [*common_args(default_model), "--instances", "10,0", "--cache-ram", "256"],
                        log_path=tmp_path / "b.log") as s:
         assert "RAM prompt cache off" not in s.log_text()
+
+
+def test_named_instances(server_binary: Path, default_model: Path, tmp_path: Path) -> None:
+    # NAME= of --instances is kept end to end: GET /xsched, /props, /slots, the X-Instance-Name header, the `name`
+    # label of the metrics (`instance` stays the index), ?instance=NAME and POST /xsched {"instance": NAME}
+    args = [*common_args(default_model), "--instances", "high=10:1:1,batch.low-1=0:1:1"]
+    with ServerProcess(server_binary, args, log_path=tmp_path / "server.log") as s:
+        r = complete(s, priority=10)
+        assert (instance_of(r), r.headers["X-Instance-Name"]) == (0, "high")
+        r = complete(s, priority=0)
+        assert (instance_of(r), r.headers["X-Instance-Name"]) == (1, "batch.low-1")
+        names = [(i["id"], i["name"]) for i in s.get("/xsched").json()["instances"]]
+        assert names == [(0, "high"), (1, "batch.low-1")]
+        assert [i["name"] for i in s.get("/props").json()["instances"]] == ["high", "batch.low-1"]
+        slots = s.get("/slots").json()
+        assert [(x["instance"], x["instance_name"]) for x in slots] == [(0, "high"), (1, "batch.low-1")]
+        only = s.get("/slots", params={"instance": "batch.low-1"}).json()
+        assert [x["instance"] for x in only] == [1]
+        assert s.get("/slots", params={"instance": "nope"}).status_code == 400
+        text = s.get("/metrics").text
+        assert re.search(r'^llamacpp:tokens_predicted_total\{instance="1",priority="0",name="batch.low-1"\} ', text,
+                         re.M), text
+        assert re.search(r'^xsched:requests_waiting\{instance="0",priority="10",name="high"\} 0$', text, re.M), text
+        r = s.post("/xsched", {"instance": "batch.low-1", "weight": 3})
+        assert r.status_code == 200, r.text
+        assert r.json()["instances"][1]["weight"] == 3
+        r = s.post("/xsched", {"instance": "nope", "weight": 3})
+        assert r.status_code == 400 and "high" in r.json()["error"]["message"], r.text

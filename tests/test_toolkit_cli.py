@@ -103,7 +103,7 @@ def test_cache_dir_flag_and_cachedir_tag(tmp_path: Path) -> None:
 
 def test_scheduling_args() -> None:
     assert server.scheduling_args(["high:10:1:2", "0:1:4"], None, "hpf") == \
-        ["--instances", "10:1:2,0:1:4", "--xsched-policy", "HPF"]
+        ["--instances", "high=10:1:2,0:1:4", "--xsched-policy", "HPF"]
     assert server.scheduling_args([], "5:2:1,1:1:1", "WRR") == ["--instances", "5:2:1,1:1:1", "--xsched-policy", "WRR"]
     assert server.scheduling_args() == []
     with pytest.raises(UsageError):
@@ -114,7 +114,7 @@ def test_scheduling_args() -> None:
 
 def test_scheduling_args_queue_bounds() -> None:
     assert server.scheduling_args(["high:10:1:2", "batch:0:1:4:16"], None, None, 32) == \
-        ["--instances", "10:1:2,0:1:4:16", "--xsched-max-waiting", "32"]
+        ["--instances", "high=10:1:2,batch=0:1:4:16", "--xsched-max-waiting", "32"]
     assert server.scheduling_args(["10:1:2:3"], "0:1:4:1") == ["--instances", "10:1:2:3,0:1:4:1"]
     for bad in (["batch:0:1:4:0"], ["0:1:4:-2"], ["0:1:4:x"], ["n:0:1:4:5:6"]):
         with pytest.raises(UsageError, match="QUEUE >= 1"):
@@ -123,6 +123,20 @@ def test_scheduling_args_queue_bounds() -> None:
         server.scheduling_args([], "0:1:4:0")
     with pytest.raises(UsageError, match="--max-waiting"):
         server.scheduling_args([], None, None, 0)
+
+
+def test_scheduling_args_names() -> None:
+    # NAME of --instance is passed on as llama-server's NAME=; the server's own form takes NAME= as well
+    assert server.scheduling_args(["a.b-c_1:1:1:1"], "low=0:1:2") == ["--instances", "a.b-c_1=1:1:1,low=0:1:2"]
+    for bad in (["bad name:1:1:1"], ["x" * 33 + ":1:1:1"], ["a/b:1:1:1"]):
+        with pytest.raises(UsageError, match="NAME of 1-32"):
+            server.scheduling_args(bad)
+    with pytest.raises(UsageError, match="given twice"):
+        server.scheduling_args(["hi:1:1:1"], "hi=0:1:1")
+    with pytest.raises(UsageError, match="NAME="):
+        server.scheduling_args([], "=0:1:1")
+    with pytest.raises(UsageError, match="NAME="):
+        server.scheduling_args([], "12=0:1:1")  # a number is an index, not a name
 
 
 def test_serve_bad_max_waiting_exits_2(tmp_path: Path) -> None:

@@ -227,9 +227,10 @@ def patches_export(directory: str, patches_dir: str | None, as_json: bool) -> No
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--instance", "instance", multiple=True, metavar="[NAME:]P:W:NP[:Q]",
-              help="One server instance: priority, weight, slots, optional bound on waiting requests (repeatable), "
-                   "e.g. high:10:1:2 or batch:0:1:4:16.")
-@click.option("--instances", metavar="P:W:NP[:Q],...", help="All instances in llama-server's own form.")
+              help="One server instance: name, priority, weight, slots, optional bound on waiting requests "
+                   "(repeatable), e.g. high:10:1:2 or batch:0:1:4:16; the name shows in /xsched, /props, /slots "
+                   "and the metrics.")
+@click.option("--instances", metavar="[NAME=]P:W:NP[:Q],...", help="All instances in llama-server's own form.")
 @click.option("--max-waiting", "max_waiting", type=int, metavar="N",
               help="Waiting requests of all instances together (passed as --xsched-max-waiting; >= 1); beyond it "
                    "the lowest priority gets 429.")

@@ -10,6 +10,7 @@ Stable API (used by the server, bench and test code)::
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -209,13 +210,19 @@ def _int(text: str) -> bool:
     return text.lstrip("-").isdigit() and text.count("-") <= 1 and not text.endswith("-")
 
 
-def _instance_spec(parts: list[str]) -> str | None:
-    """_instance_spec() checks `P:W:NP[:Q]` (already split) and returns it joined, or None when malformed."""
+INSTANCE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")  # llama-server's rule for NAME= in --instances
+
+
+def _instance_spec(parts: list[str], name: str | None = None) -> str | None:
+    """_instance_spec() checks `P:W:NP[:Q]` (already split) and an optional NAME, and returns llama-server's
+    `[NAME=]P:W:NP[:Q]`, or None when malformed."""
     if len(parts) not in (3, 4) or not all(_int(p) for p in parts):
         return None
     if len(parts) == 4 and int(parts[3]) < 1:
         return None
-    return ":".join(parts)
+    if name is not None and (not INSTANCE_NAME.fullmatch(name) or name.isdigit()):
+        return None
+    return (f"{name}=" if name is not None else "") + ":".join(parts)
 
 
 def scheduling_args(instances: Sequence[str] = (), instances_csv: str | None = None,
@@ -224,27 +231,37 @@ def scheduling_args(instances: Sequence[str] = (), instances_csv: str | None = N
     `--xsched-max-waiting`.
 
     `instances` are `[NAME:]PRIORITY:WEIGHT:SLOTS[:QUEUE]` (e.g. `high:10:1:2`, `batch:0:1:4:16`; NAME is not an
-    integer), `instances_csv` is the server's own `P:W:NP[:Q],...` form; they are merged in that order. QUEUE and
-    `max_waiting` are admission bounds (waiting requests, >= 1; docs/server.md).
+    integer), `instances_csv` is the server's own `[NAME=]P:W:NP[:Q],...` form; they are merged in that order. A
+    NAME ([A-Za-z0-9_.-]{1,32}, not all digits, unique) is passed on as llama-server's `NAME=` (GET /xsched, /props, /slots, the
+    metrics' `name` label); without one the server names the instance `inst<index>`. QUEUE and `max_waiting` are
+    admission bounds (waiting requests, >= 1; docs/server.md).
     """
     from .errors import UsageError
     specs: list[str] = []
+    names: list[str] = []
     for spec in instances:
         parts = spec.split(":")
+        name = None
         if parts and not _int(parts[0]):
-            parts = parts[1:]
-        joined = _instance_spec(parts)
+            name, parts = parts[0], parts[1:]
+        joined = _instance_spec(parts, name)
         if joined is None:
-            raise UsageError(f"bad --instance {spec!r}: use [NAME:]PRIORITY:WEIGHT:SLOTS[:QUEUE] with QUEUE >= 1, "
-                             "e.g. high:10:1:2 or batch:0:1:4:16")
+            raise UsageError(f"bad --instance {spec!r}: use [NAME:]PRIORITY:WEIGHT:SLOTS[:QUEUE] with NAME of 1-32 "
+                             "characters A-Z a-z 0-9 _ . - and QUEUE >= 1, e.g. high:10:1:2 or batch:0:1:4:16")
+        names += [name] if name is not None else []
         specs.append(joined)
     if instances_csv:
         for spec in instances_csv.split(","):
-            joined = _instance_spec(spec.strip().split(":"))
+            name, eq, rest = spec.strip().rpartition("=")
+            joined = _instance_spec(rest.split(":"), name if eq else None)
             if joined is None:
-                raise UsageError(f"bad --instances item {spec!r}: use PRIORITY:WEIGHT:SLOTS[:QUEUE][,...] with "
-                                 "QUEUE >= 1, e.g. 10:1:2,0:1:4:16")
+                raise UsageError(f"bad --instances item {spec!r}: use [NAME=]PRIORITY:WEIGHT:SLOTS[:QUEUE][,...] with "
+                                 "QUEUE >= 1, e.g. high=10:1:2,0:1:4:16")
+            names += [name] if eq else []
             specs.append(joined)
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise UsageError(f"instance name {dups[0]!r} given twice: names must be unique")
     args: list[str] = []
     if specs:
         args += ["--instances", ",".join(specs)]

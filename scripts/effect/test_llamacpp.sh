@@ -43,9 +43,6 @@ MIN_GAIN=0.5
 REPS=1
 TIMEOUT=600
 
-int_arg() { [[ "$2" =~ ^-?[0-9]+$ ]] || die "$1 needs an integer, not '$2'"; }
-num_arg() { [[ "$2" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "$1 needs a number, not '$2'"; }
-
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
@@ -69,15 +66,10 @@ done
 [ "$REPS" -ge 1 ] || die "--reps must be at least 1"
 B_TOKENS="${B_TOKENS:-$((TOKENS * 8))}"
 [ "$B_TOKENS" -ge 1 ] || die "--b-tokens must be at least 1"
-URL="${URL%/}"
 
 # shellcheck source=scripts/lib/llama.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/llama.sh" || die "scripts/lib/llama.sh is missing"
-
-check_server "$URL"
-WORK="$(mktemp -d)"
-trap 'stop_all; rm -rf "$WORK"' EXIT
-warm_up "$HIGH" "$NORMAL" || exit 2
+effect_start "$HIGH" "$NORMAL"
 
 echo "server: $URL   task A: $TOKENS tokens ($REPS per phase, median)   task B: $B_TOKENS tokens per request"
 measure "$WORK/a1" "$HIGH" "$TOKENS" || exit 2

@@ -38,9 +38,6 @@ PRIO_B=0
 MAX_GAP=0.30
 TIMEOUT=600
 
-int_arg() { [[ "$2" =~ ^-?[0-9]+$ ]] || die "$1 needs an integer, not '$2'"; }
-num_arg() { [[ "$2" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "$1 needs a number, not '$2'"; }
-
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
@@ -59,15 +56,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ "$TOKENS" -ge 1 ] || die "--tokens must be at least 1"
-URL="${URL%/}"
 
 # shellcheck source=scripts/lib/llama.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/llama.sh" || die "scripts/lib/llama.sh is missing"
-
-check_server "$URL"
-WORK="$(mktemp -d)"
-trap 'stop_all; rm -rf "$WORK"' EXIT
-warm_up "$PRIO_A" "$PRIO_B" || exit 2
+effect_start "$PRIO_A" "$PRIO_B"
 
 echo "server: $URL   tasks A (priority $PRIO_A) and B (priority $PRIO_B): $TOKENS tokens each"
 request "$WORK/a1" "$PRIO_A" "$TOKENS" || exit 2

@@ -10,7 +10,7 @@
 #                   build-patched and smoke
 #   smoke           xsched-ctx-bench -v for 2 s per phase and tests/test_server_gpu.py on the synthetic model
 #   vanilla-driver  xsched-ctx-bench built against the vanilla build (the driver's vanilla columns)
-#   wrr overhead hpf baseline   the groups of scripts/gpu/ctx-bench-proof.sh
+#   wrr overhead hpf baseline   the two-context driver and llama-bench groups (ctx_group below; each under 10 min)
 #   bench           xsched-llama bench --cuda (vanilla, patched, hw-priority only, WRR)
 # OUTDIR gets one log per step, summary.txt (every command, its status and duration, the result lines),
 # ctx/ (the driver's JSON and logs) and bench/ (report.json, report.png, server logs).
@@ -33,7 +33,6 @@ export XSCHED_LLAMA_CUDA_ARCH=$ARCH
 JOBS=${XSCHED_LLAMA_JOBS:-$(nproc)}
 export XSCHED_LLAMA_DURATION=${XSCHED_LLAMA_DURATION:-6}
 MODEL=${XSCHED_LLAMA_MODEL:-}
-PROOF=$root/scripts/gpu/ctx-bench-proof.sh
 ALL=(build-patched synth build-vanilla smoke vanilla-driver wrr bench overhead hpf baseline)
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(all)
@@ -91,9 +90,85 @@ smoke_tests() {
 }
 do_smoke() { model && step smoke smoke_tests; }
 
-do_group() {  # do_group GROUP: one group of run-gpu-proof.sh into ctx/
+# ctx_run NAME ENV... -- CMD...: runs CMD with the environment assignments (output in ctx/NAME.log, .err), logs the
+# command and its result lines in ctx/summary.txt; a failure is logged and counted in ctx_failed.
+ctx_run() {
+    local name=$1 envs=()
+    shift
+    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    shift
+    echo "+${envs[*]:+ ${envs[*]}} $*" | tee -a "$CTX/summary.txt"
+    if ! env "${envs[@]}" "$@" > "$CTX/$name.log" 2> "$CTX/$name.err"; then
+        tail -5 "$CTX/$name.err"
+        echo "error: $name failed (log $CTX/$name.err)" | tee -a "$CTX/summary.txt"
+        ctx_failed=1
+        return 0
+    fi
+    grep -E "^(phase |solo-|concurrent|[A-B]_|\| )" "$CTX/$name.log" | tee -a "$CTX/summary.txt" || true
+}
+
+# ctx_group GROUP: one group of the two-context driver and llama-bench runs (issue 4; each group stays under 10
+# minutes on an H100 with the 8B-shaped model) into ctx/: overhead, hpf, wrr, baseline, or vanilla-driver (builds
+# the driver against the vanilla build; once, before the groups that use its columns)
+ctx_group() {
+    local M=$MODEL DUR=$XSCHED_LLAMA_DURATION P V D VD VB PB
+    P=$(build_root --cuda --cuda-arch "$ARCH" --target llama-server --target llama-bench --target xsched-ctx-bench) \
+        || return 1
+    V=$(build_root --vanilla --cuda --cuda-arch "$ARCH" --target llama-server --target llama-bench) || return 1
+    D=$P/build/bin/xsched-ctx-bench
+    VD=$V/driver/xsched-ctx-bench
+    [ -x "$D" ] || { echo "error: $D not built (xsched-llama build --cuda --cuda-arch $ARCH --target xsched-ctx-bench)" >&2; return 1; }
+    mkdir -p "$CTX"
+    ctx_failed=0
+    case "$1" in
+    overhead)
+        VB=$V/build/bin/llama-bench
+        PB=$P/build/bin/llama-bench
+        ctx_run bench-vanilla -- "$VB" -m "$M" -ngl 99 -p 512 -n 128 -r 5
+        ctx_run bench-patched -- "$PB" -m "$M" -ngl 99 -p 512 -n 128 -r 5
+        ctx_run bench-patched-nographs GGML_CUDA_DISABLE_GRAPHS=1 -- "$PB" -m "$M" -ngl 99 -p 512 -n 128 -r 5
+        ctx_run bench-vanilla-2 -- "$VB" -m "$M" -ngl 99 -p 512 -n 128 -r 5
+        ctx_run overhead-decode -- "$D" -m "$M" --scenario overhead --duration "$DUR" --json "$CTX/overhead-decode.json"
+        ctx_run overhead-prefill -- "$D" -m "$M" --scenario overhead --a-mode prefill --prompt 512 -b 512 --duration "$DUR" --json "$CTX/overhead-prefill.json"
+        if [ -x "$VD" ]; then
+            ctx_run overhead-decode-vanilla -- "$VD" -m "$M" --scenario overhead --duration "$DUR" --json "$CTX/overhead-decode-vanilla.json"
+            ctx_run overhead-prefill-vanilla -- "$VD" -m "$M" --scenario overhead --a-mode prefill --prompt 512 -b 512 --duration "$DUR" --json "$CTX/overhead-prefill-vanilla.json"
+        fi
+        ;;
+    hpf)
+        ctx_run hpf-decode -- "$D" -m "$M" --scenario hpf-decode --duration "$DUR" --json "$CTX/hpf-decode.json"
+        ctx_run hpf-prefill -- "$D" -m "$M" --scenario hpf-prefill --duration "$DUR" --json "$CTX/hpf-prefill.json"
+        ctx_run harvest -- "$D" -m "$M" --scenario harvest --duration "$DUR" --json "$CTX/harvest.json"
+        ctx_run hpf-decode-nodes GGML_XQUEUE_PREEMPT=node -- "$D" -m "$M" --scenario hpf-decode --duration "$DUR" --json "$CTX/hpf-decode-nodes.json"
+        ctx_run harvest-nodes GGML_XQUEUE_PREEMPT=node -- "$D" -m "$M" --scenario harvest --duration "$DUR" --json "$CTX/harvest-nodes.json"
+        ;;
+    wrr)
+        ctx_run wrr-1-1 -- "$D" -m "$M" --scenario wrr --duration "$DUR" --json "$CTX/wrr-1-1.json"
+        ctx_run wrr-3-1 -- "$D" -m "$M" --scenario wrr --a-weight 3 --duration "$DUR" --json "$CTX/wrr-3-1.json"
+        ctx_run wrr-3-1-t20ms XSCHED_TIMESLICE_US=20000 -- "$D" -m "$M" --scenario wrr --a-weight 3 --phases concurrent --duration "$DUR" --json "$CTX/wrr-3-1-t20ms.json"
+        ;;
+    baseline)
+        ctx_run hpf-decode-none -- "$D" -m "$M" --scenario hpf-decode --policy NONE --duration "$DUR" --json "$CTX/hpf-decode-none.json"
+        ctx_run hpf-decode-none-noprio GGML_XQUEUE_STREAM_PRIORITY=off -- "$D" -m "$M" --scenario hpf-decode --policy NONE --duration "$DUR" --json "$CTX/hpf-decode-none-noprio.json"
+        ctx_run hpf-prefill-none -- "$D" -m "$M" --scenario hpf-prefill --policy NONE --duration "$DUR" --json "$CTX/hpf-prefill-none.json"
+        if [ -x "$VD" ]; then
+            ctx_run hpf-decode-vanilla -- "$VD" -m "$M" --scenario hpf-decode --duration "$DUR" --json "$CTX/hpf-decode-vanilla.json"
+            ctx_run hpf-prefill-vanilla -- "$VD" -m "$M" --scenario hpf-prefill --duration "$DUR" --json "$CTX/hpf-prefill-vanilla.json"
+        fi
+        ;;
+    vanilla-driver)
+        [ -f "$V/build/src/libllama.a" ] || { echo "error: no vanilla build in $V (xsched-llama build --vanilla --cuda --cuda-arch $ARCH --target llama-bench)" >&2; return 1; }
+        ctx_run vanilla-driver-configure -- cmake -S "$P/src/tools/xsched-ctx-bench" -B "$V/driver" -DCMAKE_BUILD_TYPE=Release -DLLAMA_SRC="$V/src" -DLLAMA_BUILD="$V/build"
+        ctx_run vanilla-driver-build -- cmake --build "$V/driver" -j 8
+        echo "built $VD" | tee -a "$CTX/summary.txt"
+        ;;
+    esac
+    return $ctx_failed
+}
+
+do_group() {  # do_group GROUP: one ctx_group as the step ctx-GROUP
     model || return 1
-    step "ctx-$1" bash "$PROOF" "$MODEL" "$1" "$CTX"
+    step "ctx-$1" ctx_group "$1"
     grep -vE "^\+" "$OUT/ctx-$1.log" | sed "s/^/  [$1] /" >> "$S"
 }
 

@@ -16,12 +16,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . scripts/lib/common.sh
 # shellcheck source=scripts/lib/steps.sh
 . scripts/lib/steps.sh
-G=scripts/gpu/gpu-carried.sh
-eval "$($G env)"
-B=(python3 -m xsched_llama bench --cuda --vanilla-server "$VANILLA" --patched-server "$PATCHED")
-M8=$MODELS/synth-qwen3-8b-q8_0.gguf
-M06=$MODELS/synth-qwen3-0.6b-q8_0.gguf
-M17=$MODELS/synth-qwen3-1.7b-q8_0.gguf
+steps_carried_setup
 
 # the GPU tests: instances' queues, load, cancel, shutdown, segments = whole graphs, D1, D3, D4, D8, out of memory
 step_smoke() {

@@ -5,6 +5,10 @@
 # die MESSAGE...: one line "error: MESSAGE" on stderr, then exit (status $XSCHED_LLAMA_DIE_STATUS, default 1).
 die() { echo "error: $*" >&2; exit "${XSCHED_LLAMA_DIE_STATUS:-1}"; }
 
+# int_arg OPTION VALUE / num_arg OPTION VALUE: die unless VALUE is an integer / a non-negative decimal number.
+int_arg() { [[ "$2" =~ ^-?[0-9]+$ ]] || die "$1 needs an integer, not '$2'"; }
+num_arg() { [[ "$2" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "$1 needs a number, not '$2'"; }
+
 # need PROGRAM: dies unless PROGRAM is on PATH.
 need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not installed"; }
 

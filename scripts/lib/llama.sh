@@ -84,6 +84,16 @@ shutil.copy(f"{out}-{metas[reps // 2][1]}.meta", out + ".meta")
 PY
 }
 
+effect_start() {  # effect_start PRIORITY...: the set-up of every effect script: URL without its trailing slash, a
+    # ready server (else exit 2), WORK (a temporary directory removed at exit, with the neighbours stopped), one
+    # warm-up request at each PRIORITY (else exit 2)
+    URL="${URL%/}"
+    check_server "$URL"
+    WORK="$(mktemp -d)"
+    trap 'stop_all; rm -rf "$WORK"' EXIT
+    warm_up "$@" || exit 2
+}
+
 warm_up() {  # warm_up PRIORITY...: one short request at each priority, so that every instance has run once
     # (its first decode allocates buffers and starts its compute threads; on the CPU, a second instance's
     # OpenMP threads also change how the first one's threads wait) before anything is measured

@@ -89,7 +89,9 @@ XSCHED_API XResult XQueueBeginActive(XQueueHandle xq);
 /* XQueueEndActive() closes one activity scope; NotAllowed if none is open. */
 XSCHED_API XResult XQueueEndActive(XQueueHandle xq);
 /* XQueueAbort() with abort != 0 wakes every gate blocked on xq and makes
- * gates return kXSchedErrorAborted until XQueueAbort(xq, 0). */
+ * gates return kXSchedErrorAborted until XQueueAbort(xq, 0): it releases the
+ * gates (libllama's llama_set_gates_released and ggml's
+ * ggml_backend_set_gates_released end here). */
 XSCHED_API XResult XQueueAbort(XQueueHandle xq, int32_t abort);
 
 /* ---- asynchronous submit (XSched style) -------------------------------- */

@@ -2,7 +2,7 @@
 // queues (xsched XQueues). Shared by ggml-cpu and ggml-cuda (GGML_XQUEUE builds).
 //
 // A backend owns one ggml_xqueue_group. The group remembers the priority,
-// weight, activity scope, abort flag and name prefix that libllama set through
+// weight, activity scope, released gates and name prefix that libllama set through
 // the backend procs, and applies them to every XQueue it creates later, so a
 // setter that runs before the queues exist (or after, for streams created
 // during warm-up) has the same effect.
@@ -161,7 +161,7 @@ struct ggml_xqueue_group {
     int64_t            window_threshold = 0; // set_window(): 0 = each queue's base window
     int64_t            window_batch     = 0;
     bool               active   = false;
-    bool               abort    = false;
+    bool               gates_released = false; // set_gates_released(true) in force
     std::string        prefix;
 
     // ggml_xqueue_group() checks the GGML_XQUEUE_* and XSCHED_* settings: a bad value stops the program with
@@ -268,12 +268,13 @@ struct ggml_xqueue_group {
         }
     }
 
-    // set_abort() releases (true) or re-arms (false) every gate of the group.
-    void set_abort(bool a) {
+    // set_gates_released() releases (true) every gate of the group, blocked now or later, so that each returns at
+    // once and its work is launched ungated, or re-arms them (false); the core's XQueueAbort.
+    void set_gates_released(bool released) {
         std::lock_guard<std::mutex> lock(mutex);
-        abort = a;
+        gates_released = released;
         for (const auto & q : queues) {
-            XQueueAbort(q.xq, abort ? 1 : 0);
+            XQueueAbort(q.xq, gates_released ? 1 : 0);
         }
     }
 
@@ -355,7 +356,7 @@ private:
         if (active) {
             XQueueBeginActive(q.xq);
         }
-        if (abort) {
+        if (gates_released) {
             XQueueAbort(q.xq, 1);
         }
     }
@@ -366,8 +367,8 @@ private:
     }
 };
 
-// ggml_xqueue_gate() admits one unit of work on xq (0 = ungated). An aborted
-// gate returns at once and the caller launches anyway.
+// ggml_xqueue_gate() admits one unit of work on xq (0 = ungated). A released
+// gate (set_gates_released) returns at once and the caller launches anyway.
 static inline void ggml_xqueue_gate(XQueueHandle xq) {
     if (xq != 0) {
         XQueueGate(xq);

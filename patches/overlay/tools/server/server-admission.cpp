@@ -35,6 +35,7 @@ struct evicted_result : server_task_result_error {
 };
 
 struct instance_state {
+    std::string name;            // the instance's name (a label of the metrics; "" = its default)
     int32_t  max_waiting = 0; // 0 = no bound
     int32_t  priority    = 0;
     int      n_slots     = 0;
@@ -114,6 +115,7 @@ void server_admission_configure(const common_params & params) {
     for (size_t i = 0; i < params.server_instances.size(); i++) {
         r.at((int) i).max_waiting = params.server_instances[i].max_waiting;
         r.at((int) i).priority    = params.server_instances[i].priority;
+        r.at((int) i).name        = params.server_instances[i].name;
     }
     if (r.insts.empty()) {
         r.at(0);
@@ -256,8 +258,9 @@ std::string server_admission_metrics() {
         for (size_t i = 0; i < r.insts.size(); i++) {
             const instance_state & s = r.insts[i];
             const uint64_t v = f == 0 ? (uint64_t) registry::waiting(s) : f == 1 ? s.rejected : s.evicted;
-            out << "xsched:" << fams[f].name << "{instance=\"" << i << "\",priority=\"" << s.priority << "\"} " << v
-                << "\n";
+            const std::string name = s.name.empty() ? "inst" + std::to_string(i) : s.name;
+            out << "xsched:" << fams[f].name << "{instance=\"" << i << "\",priority=\"" << s.priority << "\",name=\""
+                << name << "\"} " << v << "\n";
         }
     }
     return out.str();

@@ -708,29 +708,6 @@ bool server_xsched_available() {
     return false;
 }
 
-static const uint64_t preempt_bounds_us[XSCHED_PREEMPT_BUCKETS - 1] = XSCHED_PREEMPT_BOUNDS_US;
-
-// preemption_json() is a queue's preemption record: the histogram's buckets are not cumulative, the last one
-// is unbounded
-static json preemption_json(const XPreemptStats & p) {
-    json bounds = json::array();
-    for (uint64_t b : preempt_bounds_us) {
-        bounds.push_back(b);
-    }
-    json buckets = json::array();
-    for (uint64_t c : p.buckets) {
-        buckets.push_back(c);
-    }
-    return {
-        {"count",         p.count},
-        {"measured",      p.measured},
-        {"sum_us",        p.sum_us},
-        {"max_us",        p.max_us},
-        {"buckets_le_us", bounds},
-        {"buckets",       buckets},
-    };
-}
-
 json server_xsched_snapshot() {
     return {
         {"available",    false},

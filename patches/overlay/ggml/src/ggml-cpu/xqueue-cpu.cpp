@@ -60,8 +60,8 @@ void ggml_cpu_xqueue_set_active(ggml_cpu_xqueue * q, bool active) {
     q->group.set_active(active);
 }
 
-void ggml_cpu_xqueue_set_abort(ggml_cpu_xqueue * q, bool abort) {
-    q->group.set_abort(abort);
+void ggml_cpu_xqueue_set_gates_released(ggml_cpu_xqueue * q, bool released) {
+    q->group.set_gates_released(released);
 }
 
 void ggml_cpu_xqueue_set_name(ggml_cpu_xqueue * q, const char * name) {

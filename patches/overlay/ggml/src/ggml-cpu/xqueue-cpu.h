@@ -27,7 +27,7 @@ void ggml_cpu_xqueue_end(ggml_cpu_xqueue * q);
 // The four backend procs (see ggml_backend_set_priority_t & co. in ggml-backend.h).
 void ggml_cpu_xqueue_set_priority(ggml_cpu_xqueue * q, int32_t priority, int32_t weight);
 void ggml_cpu_xqueue_set_active(ggml_cpu_xqueue * q, bool active);
-void ggml_cpu_xqueue_set_abort(ggml_cpu_xqueue * q, bool abort);
+void ggml_cpu_xqueue_set_gates_released(ggml_cpu_xqueue * q, bool released);
 void ggml_cpu_xqueue_set_name(ggml_cpu_xqueue * q, const char * name);
 
 #endif // GGML_USE_XQUEUE

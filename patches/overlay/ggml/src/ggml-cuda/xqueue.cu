@@ -542,8 +542,8 @@ void ggml_backend_cuda_xqueue_set_active(ggml_backend_t backend, bool active) {
     ctx->xqueue.group.set_active(active);
 }
 
-void ggml_backend_cuda_xqueue_set_gate_abort(ggml_backend_t backend, bool abort) {
-    ggml_cuda_xqueue_ctx(backend)->xqueue.group.set_abort(abort);
+void ggml_backend_cuda_xqueue_set_gates_released(ggml_backend_t backend, bool released) {
+    ggml_cuda_xqueue_ctx(backend)->xqueue.group.set_gates_released(released);
 }
 
 void ggml_backend_cuda_xqueue_set_queue_name(ggml_backend_t backend, const char * name) {

@@ -100,7 +100,7 @@ static inline void ggml_cuda_xqueue_synchronized(ggml_cuda_xqueue_state & s, int
 // The backend procs (ggml_backend_set_priority_t & co. in ggml-backend.h).
 void ggml_backend_cuda_xqueue_set_priority(ggml_backend_t backend, int32_t priority, int32_t weight);
 void ggml_backend_cuda_xqueue_set_active(ggml_backend_t backend, bool active);
-void ggml_backend_cuda_xqueue_set_gate_abort(ggml_backend_t backend, bool abort);
+void ggml_backend_cuda_xqueue_set_gates_released(ggml_backend_t backend, bool released);
 void ggml_backend_cuda_xqueue_set_queue_name(ggml_backend_t backend, const char * name);
 
 #endif // GGML_USE_XQUEUE
