@@ -77,11 +77,15 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
 def start(server_binary: Path, default_model: Path, tmp_path: Path, daemon: Daemon) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def start_server(priority: int) -> ServerProcess:
+    def start_server(priority: int, join: str = "env") -> ServerProcess:
+        # join: through XSCHED_SCHEDULER ("env") or llama-server's own --xsched-scheduler PATH ("option")
         args = ["-m", str(default_model), "-c", "1024", "-t", "1", "-tb", "1", "--no-warmup",
                 "--instances", f"{priority}:1:1"]
+        env = {scheduler.SOCKET_ENV: str(daemon.sock)}
+        if join == "option":
+            args, env = [*args, "--xsched-scheduler", str(daemon.sock)], {}
         srv = ServerProcess(server_binary, args, log_path=tmp_path / f"server-p{priority}-{len(started)}.log",
-                            env={scheduler.SOCKET_ENV: str(daemon.sock)})
+                            env=env)
         started.append(srv)
         return srv.start()
 
@@ -151,7 +155,7 @@ def nothing_suspended(srv: ServerProcess) -> bool:
 
 
 def test_hpf_across_processes(daemon: Daemon, start: Callable[..., ServerProcess]) -> None:
-    low, high = start(0), start(10)
+    low, high = start(0), start(10, join="option")
     st = daemon.status()
     assert {p["pid"] for p in st["processes"]} == {low.pid, high.pid}
     assert all(q["priority"] == 0 for q in queues_of(st, low)) and queues_of(st, low)
@@ -247,3 +251,15 @@ def test_sigkill_the_daemon_during_load(daemon: Daemon, start: Callable[..., Ser
     assert seen
     a.finish()
     b.finish()
+
+
+@pytest.mark.parametrize("path,why", [("relative.sock", "absolute path"), ("/" + "x" * 120, "longer than 107 bytes")])
+def test_bad_scheduler_option_is_one_line(server_binary: Path, default_model: Path, tmp_path: Path,
+                                          path: str, why: str) -> None:
+    srv = ServerProcess(server_binary, ["-m", str(default_model), "-c", "256", "--xsched-scheduler", path],
+                        log_path=tmp_path / "server.log", startup_timeout=60)
+    with pytest.raises(Exception):
+        srv.start()
+    assert srv.wait() != 0
+    lines = [ln for ln in srv.log_text().splitlines() if "xsched-scheduler" in ln and not ln.startswith("+ ")]
+    assert len(lines) == 1 and why in lines[0] and "XSCHED_SCHEDULER=" in lines[0], srv.log_text()[-2000:]

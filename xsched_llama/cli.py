@@ -237,7 +237,7 @@ def patches_export(directory: str, patches_dir: str | None, as_json: bool) -> No
 @click.option("--policy", type=click.Choice(["hpf", "wrr", "none"], case_sensitive=False),
               help="XSched policy (passed as --xsched-policy; the local one when joined to a global scheduler).")
 @click.option("--xsched-scheduler", "xsched_scheduler", metavar="PATH",
-              help="Join the global scheduler (`xsched-llama scheduler`) at this socket [sets XSCHED_SCHEDULER].")
+              help="Join the global scheduler (`xsched-llama scheduler`) at this socket (llama-server --xsched-scheduler).")
 @_with(_build_opts)
 @click.argument("server_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- LLAMA-SERVER ARGS]")
 @click.pass_context
@@ -254,19 +254,17 @@ def serve(ctx: click.Context, model_spec: str | None, host: str, port: int, inst
     if (sched or xsched_scheduler) and opts.vanilla:
         raise UsageError("--instance/--instances/--max-waiting/--policy/--xsched-scheduler need the patched server "
                          "(drop --vanilla)")
-    env = None
     if xsched_scheduler:
         sock = sched_mod.socket_path(xsched_scheduler)
-        env = {sched_mod.SOCKET_ENV: str(sock)}
-        ui.info(f"joining the global scheduler at {sock} ({sched_mod.SOCKET_ENV}); without it the server "
-                "schedules locally")
+        sched = [*sched, "--xsched-scheduler", str(sock)]
+        ui.info(f"joining the global scheduler at {sock}; without it the server schedules locally")
     binary = build_mod.build(opts, cache=cache)["binaries"]["llama-server"]
     model_path = models.resolve(model_spec, cache=cache)
     if "synth-" in model_path.name:
         ui.warn(f"{model_path.name} is a SYNTHETIC model: its text is gibberish")
     log = cache / "logs" / "serve.log"
     srv = server.ServerProcess(binary, ["-m", str(model_path), *sched, *server_args], host=host, port=port,
-                               log_path=log, stream=True, startup_timeout=600, die_with_parent=True, env=env)
+                               log_path=log, stream=True, startup_timeout=600, die_with_parent=True)
     ui.info("+ " + " ".join(srv.command()))
     rc = server.run_foreground(srv, on_ready=lambda s: ui.info(f"serving {model_path.name} at {s.url} "
                                                                 "(Ctrl-C stops)"))

@@ -19,13 +19,8 @@ cd "$(dirname "$0")/../.." || exit 1
 . scripts/lib/common.sh
 # shellcheck source=scripts/lib/steps.sh
 . scripts/lib/steps.sh
-G=scripts/gpu/gpu-carried.sh
-eval "$($G env)"
-B=(python3 -m xsched_llama bench --cuda --vanilla-server "$VANILLA" --patched-server "$PATCHED")
+steps_carried_setup
 [ -e "$VANILLA" ] || B=(python3 -m xsched_llama bench --cuda --patched-server "$PATCHED" --builds patched)
-M8=$MODELS/synth-qwen3-8b-q8_0.gguf
-M06=$MODELS/synth-qwen3-0.6b-q8_0.gguf
-M17=$MODELS/synth-qwen3-1.7b-q8_0.gguf
 # every bench traces the timed computes of the segments (one warning line each, in the servers' logs)
 export GGML_XQUEUE_TRACE=1
 

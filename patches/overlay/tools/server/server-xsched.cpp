@@ -197,10 +197,20 @@ bool server_xsched_admin_allowed(const server_http_req & req, const std::string 
 bool server_instances_prepare(common_params & params, std::string & err) {
     server_admission_configure(params);
 #ifdef LLAMA_SERVER_XSCHED
+    // --xsched-scheduler PATH is XSCHED_SCHEDULER=PATH (the option also reads that variable): set before the first
+    // queue exists, so that the core joins the daemon there; the core's check below names a bad path
+    if (!params.xsched_scheduler.empty()) {
+        setenv("XSCHED_SCHEDULER", params.xsched_scheduler.c_str(), 1);
+    }
     char msg[256] = {0};
     if (XSchedCheckEnv(msg, sizeof(msg)) != kXSchedSuccess) {
-        err = msg;
+        err = params.xsched_scheduler.empty() ? std::string(msg) : "--xsched-scheduler: " + std::string(msg);
         return false;
+    }
+#else
+    if (!params.xsched_scheduler.empty()) {
+        LOG_WRN("--xsched-scheduler %s ignored: llama-server was built without the xsched core (GGML_XQUEUE=OFF)\n",
+                params.xsched_scheduler.c_str());
     }
 #endif
     if (!params.xsched_policy.empty()) {
