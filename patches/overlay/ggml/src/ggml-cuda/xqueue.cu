@@ -468,7 +468,8 @@ void ggml_cuda_xqueue_compute(ggml_backend_cuda_context & ctx, ggml_cgraph * cgr
     ggml_cuda_xqueue_state & s = ctx.xqueue;
 
     ctx.stream(ctx.device, 0); // stream 0 and its XQueue exist before the first gate
-    const bool preemptible = cgraph->n_nodes > 0 && ggml_cuda_xqueue_preemptible(s); // also reads the policy
+    const bool threat      = ggml_cuda_xqueue_preemptible(s); // also reads the policy (cached per generation)
+    const bool preemptible = cgraph->n_nodes > 0 && threat;
     const int hw = ggml_cuda_xqueue_wanted_hw_priority(s);
     if (hw != s.applied_hw_priority) {
         // recreates the streams and their XQueues (a new scheduler generation: the next compute reads again)
