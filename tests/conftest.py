@@ -46,6 +46,14 @@ def llama_commit() -> str:
 
 
 @pytest.fixture(scope="session")
+def default_commit_only(llama_commit: str) -> None:
+    """Skips a test whose expectations are recorded for the default llama.cpp commit only (list it first, so that
+    no build starts for it at another commit)."""
+    if not pins.is_default(llama_commit):
+        pytest.skip(f"expectations recorded for the default llama.cpp commit, not {llama_commit[:12]}")
+
+
+@pytest.fixture(scope="session")
 def llama_source(toolkit_cache: Path, llama_commit: str) -> Path:
     return fetch.fetch(cache=toolkit_cache, commit=llama_commit).tree
 

@@ -81,7 +81,8 @@ def test_server_that_does_not_start(tmp_path: Path, fake_model: Path, fake_serve
 
 
 @pytest.mark.slow
-def test_shape_synthesizes_and_benchmarks_it(tmp_path: Path, vanilla_cpu_server: Path, llama_source: Path) -> None:
+def test_shape_synthesizes_and_benchmarks_it(default_commit_only: None, tmp_path: Path, vanilla_cpu_server: Path,
+                                              llama_source: Path) -> None:
     """--shape tiny: the synthetic model is written into the cache once and benchmarked."""
     import os
     cache = tmp_path / "cache"

@@ -75,7 +75,7 @@ def test_checkout_export_round_trip(normalized: Path, tmp_path: Path) -> None:
     assert snapshot(out) == newest_only(snapshot(normalized))
 
 
-def test_overlay_and_fixup_edits_land_where_they_belong(normalized: Path, tmp_path: Path,
+def test_overlay_and_fixup_edits_land_where_they_belong(default_commit_only: None, normalized: Path, tmp_path: Path,
                                                          llama_source: Path) -> None:
     ws = tmp_path / "ws"
     assert cli("patches", "checkout", str(ws), "--patches", str(normalized)).returncode == 0

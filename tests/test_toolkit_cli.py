@@ -145,7 +145,7 @@ def test_serve_bad_max_waiting_exits_2(tmp_path: Path) -> None:
     assert "--max-waiting" in error_line(cp)
 
 
-def test_failing_configure_names_the_log(tmp_path: Path, llama_source: Path) -> None:
+def test_failing_configure_names_the_log(default_commit_only: None, tmp_path: Path, llama_source: Path) -> None:
     cp = cli(tmp_path, "build", "--vanilla", "--source", str(llama_source), "-D", "CMAKE_CXX_COMPILER=/bin/false",
              env={"XSCHED_LLAMA_MIN_FREE_GB": "0.1"})
     line = error_line(cp)

@@ -145,7 +145,7 @@ def test_unknown_source_is_a_usage_error(tmp_path: Path) -> None:
         fetch.fetch("svn", cache=tmp_path / "cache")
 
 
-def test_pinned_tree_is_pruned_as_documented(llama_source: Path) -> None:
+def test_pinned_tree_is_pruned_as_documented(default_commit_only: None, llama_source: Path) -> None:
     m = json.loads((llama_source.parent / "manifest.json").read_text())
     assert m["commit"] == "0c1e57098bba43ac29e6e3b677cdceebdd22334f"
     # the 960 files of integration doc §5.3 (+ models/ggml-vocab-qwen2.gguf), same list as the lead's manual prune

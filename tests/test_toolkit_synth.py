@@ -77,7 +77,7 @@ def test_tiny_loads_in_the_patched_server(tiny: Path, patched_cpu_server: Path, 
 
 
 @pytest.mark.slow
-def test_qwen3_0_6b_loads_in_the_cpu_server(llama_source: Path, patched_cpu_server: Path,
+def test_qwen3_0_6b_loads_in_the_cpu_server(default_commit_only: None, llama_source: Path, patched_cpu_server: Path,
                                              tmp_path_factory: pytest.TempPathFactory, start_server) -> None:  # type: ignore[no-untyped-def]
     """The tied 0.6B shape (no output.weight: llama.cpp must fall back to token_embd) loads and generates."""
     out = synth.synth("qwen3-0.6b", tmp_path_factory.mktemp("synth06") / "m.gguf",
