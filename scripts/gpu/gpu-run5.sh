@@ -21,8 +21,6 @@ cd "$(dirname "$0")/../.." || exit 1
 # shellcheck source=scripts/lib/steps.sh
 . scripts/lib/steps.sh
 steps_carried_setup
-# without a vanilla build (its job stopped to save device time), every bench compares the patched instances only
-[ -e "$VANILLA" ] || B=(python3 -m xsched_llama bench --cuda --patched-server "$PATCHED" --builds patched)
 # every bench traces the timed computes of the segments (one log line each, in the servers' logs)
 export GGML_XQUEUE_TRACE=1
 

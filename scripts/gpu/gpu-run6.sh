@@ -20,7 +20,6 @@ cd "$(dirname "$0")/../.." || exit 1
 # shellcheck source=scripts/lib/steps.sh
 . scripts/lib/steps.sh
 steps_carried_setup
-[ -e "$VANILLA" ] || B=(python3 -m xsched_llama bench --cuda --patched-server "$PATCHED" --builds patched)
 # every bench traces the timed computes of the segments (one warning line each, in the servers' logs)
 export GGML_XQUEUE_TRACE=1
 

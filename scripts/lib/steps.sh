@@ -4,7 +4,8 @@
 # other as the background job "chain" of scripts/gpu/gpu-carried.sh, each line of its log headed by the time.
 
 # steps_carried_setup: what every runner sets up first: G (scripts/gpu/gpu-carried.sh) and its environment
-# (`$G env`: PATCHED, VANILLA, MODELS, RESULTS, ...), B (the bench command against both carried servers) and the
+# (`$G env`: PATCHED, VANILLA, MODELS, RESULTS, ...), B (the bench command against both carried servers, or the
+# patched one only when there is no vanilla server) and the
 # synthetic models M8, M06, M17 (Qwen3-8B, -0.6B and -1.7B shapes, Q8_0).
 steps_carried_setup() {
     # shellcheck disable=SC2034 # used by the sourcing runner
@@ -12,6 +13,9 @@ steps_carried_setup() {
     eval "$($G env)"
     # shellcheck disable=SC2034
     B=(python3 -m xsched_llama bench --cuda --vanilla-server "$VANILLA" --patched-server "$PATCHED")
+    # without a vanilla server (its build stopped to save device time), every bench compares the patched instances
+    # shellcheck disable=SC2034
+    [ -e "$VANILLA" ] || B=(python3 -m xsched_llama bench --cuda --patched-server "$PATCHED" --builds patched)
     # shellcheck disable=SC2034
     M8=$MODELS/synth-qwen3-8b-q8_0.gguf M06=$MODELS/synth-qwen3-0.6b-q8_0.gguf M17=$MODELS/synth-qwen3-1.7b-q8_0.gguf
 }
