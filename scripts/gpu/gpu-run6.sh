@@ -46,7 +46,8 @@ step_sp8() {
     GGML_XQUEUE_STREAM_PRIORITY=on "${B[@]}" --model "$M8" --out "$RESULTS/sp8" --reps 3 --builds patched \
         --no-hw-priority-only --scenario hpf-prefill --scenario hpf-decode ${BENCH_EXTRA:-}
 }
-# the serve scenario with its baselines (vanilla, vanilla chunked, stream priorities only, HPF), 8B
+# the serve scenario with its baselines (vanilla, vanilla chunked, stream priorities only, HPF), 8B; 100 requests
+# per phase instead of the bench's 200 to fit the four configurations into one call of device time
 step_s8() {
     "${B[@]}" --model "$M8" --out "$RESULTS/s8" --scenario serve --serve-rate "${SERVE_RATE:-2.0}" \
         --serve-requests "${SERVE_REQUESTS:-100}" ${BENCH_EXTRA:-}
@@ -55,37 +56,32 @@ step_s8() {
 # that prefills long prompts back to back; joined to one daemon, each scheduling locally, stream priorities only
 # (policy NONE), two vanilla servers
 step_x2() {
-    local o=$RESULTS/x2 s=/tmp/xsched-gpu/xschedd.sock d pa pb label
-    local srv=(-ngl 99 -c 8192 -fit off --no-warmup)
+    local o=$RESULTS/x2 s=/tmp/xsched-gpu/xschedd.sock d pa pb label bin
+    local srv=(-ngl 99 -c 8192 -fit off --no-warmup) a=() b=()
     mkdir -p "$o" && mkdir -p /tmp/xsched-gpu && chmod 700 /tmp/xsched-gpu
-    up() { for _ in $(seq 600); do curl -sf "$1/health" > /dev/null && return 0; sleep 0.5; done; return 1; }
     python3 -m xsched_llama scheduler --socket "$s" 2> "$o/xschedd.log" & d=$!
     sleep 1
     for label in joined local hwprio vanilla; do
+        bin=$PATCHED a=(--instances 10:1:1) b=(--instances 0:1:1)
         case $label in
-        local) # each process schedules its own queues (HPF): A's solo decode against joined's is the gate cost
-            "$PATCHED" -m "$M8" "${srv[@]}" --instances 10:1:1 --port 8081 2> "$o/a-$label.log" & pa=$!
-            "$PATCHED" -m "$M06" "${srv[@]}" --instances 0:1:1 --port 8082 2> "$o/b-$label.log" & pb=$!
-            ;;
-        joined)
-            XSCHED_SCHEDULER=$s "$PATCHED" -m "$M8" "${srv[@]}" --instances 10:1:1 --port 8081 2> "$o/a-$label.log" & pa=$!
-            XSCHED_SCHEDULER=$s "$PATCHED" -m "$M06" "${srv[@]}" --instances 0:1:1 --port 8082 2> "$o/b-$label.log" & pb=$!
-            ;;
-        hwprio)
-            "$PATCHED" -m "$M8" "${srv[@]}" --instances 10:1:1 --xsched-policy NONE --port 8081 2> "$o/a-$label.log" & pa=$!
-            "$PATCHED" -m "$M06" "${srv[@]}" --instances 0:1:1 --xsched-policy NONE --port 8082 2> "$o/b-$label.log" & pb=$!
-            ;;
-        vanilla)
-            [ -e "$VANILLA" ] || continue
-            "$VANILLA" -m "$M8" "${srv[@]}" --port 8081 2> "$o/a-$label.log" & pa=$!
-            "$VANILLA" -m "$M06" "${srv[@]}" --port 8082 2> "$o/b-$label.log" & pb=$!
-            ;;
+        joined) a+=(--xsched-scheduler "$s"); b+=(--xsched-scheduler "$s") ;;
+        local) ;; # each process schedules its own queues (HPF): A's solo decode against joined's is the gate cost
+        hwprio) a+=(--xsched-policy NONE); b+=(--xsched-policy NONE) ;;
+        vanilla) [ -e "$VANILLA" ] || continue; bin=$VANILLA a=() b=() ;;
         esac
-        if up http://127.0.0.1:8081 && up http://127.0.0.1:8082; then
-            [ $label = joined ] && python3 -m xsched_llama scheduler status --socket "$s" > "$o/status-before.txt" 2>&1
+        "$bin" -m "$M8" "${srv[@]}" "${a[@]}" --port 8081 2> "$o/a-$label.log" & pa=$!
+        "$bin" -m "$M06" "${srv[@]}" "${b[@]}" --port 8082 2> "$o/b-$label.log" & pb=$!
+        if python3 -c 'import sys,time,urllib.request as u
+for url in sys.argv[1:]:
+    for _ in range(600):
+        try: u.urlopen(url + "/health", timeout=2); break
+        except Exception: time.sleep(0.5)
+    else: sys.exit(1)' http://127.0.0.1:8081 http://127.0.0.1:8082; then
             python3 scripts/effect/two-servers-bench.py --a http://127.0.0.1:8081 --b http://127.0.0.1:8082 \
                 --a-tokens 256 --b-prompt-tokens 6300 --reps 5 --label $label --out "$o/$label.json"
-            [ $label = joined ] && python3 -m xsched_llama scheduler status --socket "$s" --json > "$o/status.json" 2>&1
+            if [ $label = joined ]; then
+                python3 -m xsched_llama scheduler status --socket "$s" --json > "$o/status.json" 2>&1
+            fi
         else
             echo "x2 $label: a server did not come up (logs in $o)"
         fi

@@ -152,7 +152,6 @@ static void test_cuts() {
         std::vector<uint8_t> early = { 0, 1, 0, 0, 0 };
         CHECK(ggml_xqueue_cuts(x, early, 10.0) == std::vector<int>({ 0, 3 })); // 3 of 10: too early, cut at the limit
     }
-    CHECK(ggml_xqueue_compute_nodes(c) > 36 * 8);
     CHECK(ggml_xqueue_target(400.0) == 340.0);
 }
 

@@ -229,12 +229,3 @@ static inline std::vector<bool> ggml_xqueue_splittable(const std::vector<double>
     }
     return out;
 }
-
-// ggml_xqueue_compute_nodes() counts the nodes that launch work.
-static inline int ggml_xqueue_compute_nodes(const std::vector<double> & cost) {
-    int n = 0;
-    for (double c : cost) {
-        n += c > 0.0;
-    }
-    return n;
-}
