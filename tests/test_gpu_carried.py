@@ -53,9 +53,9 @@ def test_stop_of_an_unknown_job(tmp_path: Path) -> None:
     assert cp.stderr.strip() == "error: no job nothing"
 
 
-def runner(gc: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+def runner(gc: Path, script: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", str(SCRIPT.parent / script), *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "GC_DIR": str(gc)})
+                          env={**os.environ, "GC_DIR": str(gc), **env})
 
 
 def test_runners_refuse_unknown_steps_and_commands(tmp_path: Path) -> None:
@@ -66,9 +66,10 @@ def test_runners_refuse_unknown_steps_and_commands(tmp_path: Path) -> None:
     assert cp.returncode == 1 and cp.stderr.strip() == \
         "error: unknown step nosuch (steps: alt b06 b17 b8 diag s06 s8 smoke)"
     assert not (tmp_path / "jobs" / "chain.cmd").exists()  # nothing started
-    cp = runner(tmp_path, "gpu-run6.sh", "run", "nosuch")
-    assert cp.returncode == 1 and cp.stderr.strip() == "error: run STEP (one of: b06 b17 b8 hw8 s8 smoke sp8 w4 x2)"
-    cp = runner(tmp_path, "gpu-run6.sh", "build", "x")  # builds are gpu-run5.sh's
+    cp = runner(tmp_path, "gpu-run7.sh", "run", "nosuch")
+    assert cp.returncode == 1 and cp.stderr.strip() == \
+        "error: run STEP (one of: h06 h17 h8 hw8 o06 o17 o8 s06 s8 smoke sp8 w4 x2)"
+    cp = runner(tmp_path, "gpu-run7.sh", "build", "x")  # builds are gpu-run5.sh's
     assert cp.returncode == 1 and cp.stderr.strip() == "error: unknown command build (run, chain)"
     cp = runner(tmp_path, "gpu-run5.sh", "frob")
     assert cp.returncode == 1 and cp.stderr.strip() == "error: unknown command frob"
@@ -89,3 +90,61 @@ def test_wait_prints_the_bench_result_lines(tmp_path: Path) -> None:
     cp = carried(tmp_path, "wait", "30")
     assert cp.returncode == 0 and "== b: exit 0" in cp.stdout
     assert f"   | {table}" in cp.stdout  # not in the 6-line tail any more, still printed
+
+
+def test_a_second_chain_waits_for_the_first(tmp_path: Path) -> None:
+    # run 7 carries its two servers in two calls: the steps that need the second queue behind the first chain, so
+    # that two chains never share the GPU. A job stands in for the first chain; the second runs `smoke`, which
+    # fails at once here (no GPU, no server) but only after the first has ended.
+    cp = carried(tmp_path, "start", "first", "--", "bash", "-c", "sleep 3")
+    assert cp.returncode == 0, cp.stderr
+    cp = runner(tmp_path, "gpu-run7.sh", "chain", "smoke", CHAIN_NAME="second", CHAIN_AFTER="first")
+    assert cp.returncode == 0, cp.stderr
+    log = tmp_path / "jobs" / "second.log"
+    time.sleep(1)
+    assert "=== after first" in log.read_text() and "=== smoke" not in log.read_text()  # still waiting
+    cp = carried(tmp_path, "wait", "60")
+    assert "== first: exit 0" in cp.stdout and "== second: exit" in cp.stdout
+    text = log.read_text()
+    assert text.index("=== after first") < text.index("=== smoke") < text.index("=== done")
+
+
+def test_chain_name_and_after_are_checked(tmp_path: Path) -> None:
+    cp = runner(tmp_path, "gpu-run7.sh", "chain", "smoke", CHAIN_NAME="a b")
+    assert cp.returncode == 1 and cp.stderr.strip() == "error: CHAIN_NAME=a b: letters, digits, . _ - only"
+    cp = runner(tmp_path, "gpu-run7.sh", "chain", "smoke", CHAIN_AFTER="nosuch")
+    assert cp.returncode == 1 and cp.stderr.strip() == "error: CHAIN_AFTER=nosuch: no such job"
+    cp = runner(tmp_path, "gpu-run7.sh", "chain", "smoke", CHAIN_AFTER="chain")
+    assert cp.returncode == 1 and cp.stderr.startswith("error: CHAIN_AFTER=chain: the name of another job")
+    assert not (tmp_path / "jobs" / "chain.cmd").exists()  # nothing started
+
+
+def test_wait_prints_the_target_table(tmp_path: Path) -> None:
+    rows = ["A with B decoding / A alone                                       1.208    -             0.981    "
+            "≤ 1.05     pass",
+            "decode tok/s, normal instance / vanilla                          1.000    -             0.967    "
+            "≥ 0.97     FAIL"]
+    script = "; ".join([f"echo '{r}'" for r in rows] + ["for i in 1 2 3 4 5 6 7; do echo x; done"])
+    cp = carried(tmp_path, "start", "t", "--", "bash", "-c", script)
+    assert cp.returncode == 0, cp.stderr
+    cp = carried(tmp_path, "wait", "30")
+    for r in rows:
+        assert f"   | {r}" in cp.stdout
+
+
+def test_wait_packs_the_reports_apart_from_the_logs(tmp_path: Path) -> None:
+    # a call brings back no file over 16 MiB: the reports travel in an archive of their own, without the logs
+    gc = tmp_path / "gc"
+    cp = carried(gc, "start", "r", "--", "bash", "-c",
+                 'mkdir -p "$RESULTS/b8/logs" && echo {} > "$RESULTS/b8/report.json" && echo x > "$RESULTS/b8/logs/s.log"')
+    assert cp.returncode == 0, cp.stderr
+    cp = carried(gc, "wait", "30", str(tmp_path / "out"))
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+
+    def names(archive: str) -> set[str]:
+        return set(subprocess.run(["tar", "-tJf", str(tmp_path / "out" / archive)], capture_output=True, text=True,
+                                  check=True).stdout.split())
+    assert {"results/b8/report.json", "results/b8/logs/s.log", "jobs/r.log"} <= names("results.tar.xz")
+    small = names("reports.tar.xz")
+    assert "results/b8/report.json" in small and "jobs/r.log" in small
+    assert not any("logs" in n for n in small)

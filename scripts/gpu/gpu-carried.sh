@@ -5,7 +5,8 @@
 #
 # usage (repository root):
 #   scripts/gpu/gpu-carried.sh setup CARRY [SHAPE...]   unpack CARRY/*.xz and CARRY/libxsched.so into $GC_DIR, install
-#                                                   CARRY/*.whl into $GC_DIR/site, synthesize each SHAPE
+#                                                   CARRY/*.whl into $GC_DIR/site, CARRY/native.tar (the core as
+#                                                   installed) into xsched_llama/_native, synthesize each SHAPE
 #                                                   (qwen3-8b, qwen3-0.6b, ...) with CARRY/ggml-vocab-qwen2.gguf
 #   scripts/gpu/gpu-carried.sh start NAME -- CMD...     run CMD in the background (setsid) in the environment below;
 #                                                   log in $GC_DIR/jobs/NAME.log, exit status in NAME.rc
@@ -13,8 +14,9 @@
 #   scripts/gpu/gpu-carried.sh wait SECONDS [OUT]       wait until every job has ended or SECONDS passed; print each
 #                                                   job's state, log tail and the bench result lines of its log;
 #                                                   with OUT, pack $GC_DIR/results and the job logs into
-#                                                   OUT/results.tar.xz (do it in every call: the machine and its
-#                                                   /tmp go 30 s after a call ends)
+#                                                   OUT/results.tar.xz, the reports alone into reports.tar.xz (do
+#                                                   it in every call: the machine and its /tmp go 30 s after a
+#                                                   call ends)
 #   scripts/gpu/gpu-carried.sh env                      print the environment (source it: eval "$(... env)")
 # In a job's environment: PYTHONPATH (the repository and the wheels), LD_LIBRARY_PATH (libxsched.so, the CUDA
 # runtime), VANILLA=$GC_DIR/vanilla-server, PATCHED=$GC_DIR/patched-server, MODELS=$GC_DIR/models,
@@ -43,7 +45,7 @@ cmd=${1:-}
 shift
 case "$cmd" in
 -h|--help)
-    sed -n '2,24p' "$0"
+    sed -n '2,26p' "$0"
     ;;
 env)
     job_env
@@ -66,6 +68,12 @@ setup)
         echo "unpacked $dir/$b"
     done
     [ -f "$carry/libxsched.so" ] && cp "$carry/libxsched.so" "$dir/"
+    # the installed core (xsched_llama/_native: xschedd, libxsched.so, headers) where the checkout's toolkit looks
+    # for it when nothing is pip-installed (`xsched-llama scheduler` needs xschedd)
+    if [ -f "$carry/native.tar" ]; then
+        rm -rf "$repo/xsched_llama/_native" && tar -C "$repo/xsched_llama" -xf "$carry/native.tar" \
+            || die "cannot unpack $carry/native.tar"
+    fi
     eval "$(job_env)"
     for shape in "$@"; do
         m=$MODELS/synth-$shape-q8_0.gguf
@@ -128,12 +136,16 @@ wait)
         tail -n 6 "$dir/jobs/$n.log" 2>/dev/null | sed 's/^/   /'
         # the bench's result tables (lines headed by a build), so that the figures come back in the call's
         # output even when no file does
-        grep -E '^  (vanilla|patched)[a-z-]* ' "$dir/jobs/$n.log" 2>/dev/null | sed 's/^/   | /'
+        grep -E '^  (vanilla|patched)[a-z-]* |  (pass|FAIL)$' "$dir/jobs/$n.log" 2>/dev/null | sed 's/^/   | /'
     done
     if [ -n "$out" ]; then
         mkdir -p "$out"
         tar -C "$dir" -cJf "$out/results.tar.xz" results jobs 2>/dev/null || echo "warning: packing failed" >&2
-        ls -l "$out/results.tar.xz"
+        # the reports, plots and job logs alone as well: a call brings back no file over 16 MiB, which the servers'
+        # logs (trace lines) can make the whole archive
+        (cd "$dir" && find results -maxdepth 2 \( -name '*.json' -o -name '*.png' \) -print0 \
+            | tar -cJf "$out/reports.tar.xz" --null -T - jobs) 2>/dev/null || echo "warning: packing the reports failed" >&2
+        ls -l "$out/results.tar.xz" "$out/reports.tar.xz"
     fi
     exit $status
     ;;

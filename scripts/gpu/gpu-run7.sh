@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# gpu-run6.sh: the GPU run of 2026-12-02 evening (run 6: segments cut at a target cost with per-node corrections from
-# the measured segment times; vanilla beside the patched server on three shapes; the serve scenario with its
-# baselines; two server processes under the global scheduler). Set-up and builds as run 5 (`scripts/gpu/gpu-run5.sh
-# build CARRY`: the patched server is built there, a vanilla one cross-built here may be carried). The commands of
-# every figure in docs/results/h200-2026-12-02-run6/ are the functions below.
+# gpu-run7.sh: the GPU run of 2026-12-03 (run 7; run 6's plan, which was lost, in less device time): segments cut at
+# a target cost with per-node corrections from the measured segment times, CUDA stream priorities only under the
+# policy NONE, on three shapes; the normal and high instances against vanilla; the serve scenario with its baselines;
+# two server processes under the global scheduler. Both CUDA servers are cross-built off the GPU machine
+# (scripts/gpu/cross-build-cuda.sh) and carried in two calls (each is ~42 MB; a call carries 64 MiB): the patched
+# one first, with the steps that need only it queued at once, then the vanilla one, whose steps queue behind them.
+# The commands of every figure in docs/results/h200-2026-12-03-run7/ are the functions below.
 #
 # usage (repository root):
-#   scripts/gpu/gpu-run6.sh chain STEP...     run the steps one after the other as one background job "chain"
-#   scripts/gpu/gpu-run6.sh run STEP          run one step in the foreground
-# STEP: b8 b06 b17 hw8 w4 sp8 s8 x2 smoke (see the functions). Collect with `scripts/gpu/gpu-carried.sh wait S OUT` in
-# EVERY call that waits, S at least 60 s under what is left of the call's limit: the machine and its /tmp go 30 s
-# after a call ends (run 6 lost its figures that way; docs/results/h200-2026-12-02-run6/).
+#   scripts/gpu/gpu-run7.sh chain STEP...     run the steps one after the other as one background job (CHAIN_NAME,
+#                                         default "chain"; CHAIN_AFTER=JOB: start when that job has ended)
+#   scripts/gpu/gpu-run7.sh run STEP          run one step in the foreground
+# STEP: h8 h06 h17 o8 o06 o17 hw8 w4 sp8 s8 s06 x2 smoke (see the functions). The run:
+#   call 1, carrying .carry/a (patched-server.xz, libxsched.so, the wheels, ggml-vocab-qwen2.gguf):
+#     scripts/gpu/gpu-carried.sh setup .carry/a qwen3-8b qwen3-0.6b qwen3-1.7b \
+#       && scripts/gpu/gpu-run7.sh chain h8 h06 h17 hw8 sp8 w4; scripts/gpu/gpu-carried.sh wait 5 "$OUT"
+#   call 2, carrying .carry/b (vanilla-server.xz), at once:
+#     scripts/gpu/gpu-carried.sh setup .carry/b && CHAIN_NAME=chain2 CHAIN_AFTER=chain \
+#       scripts/gpu/gpu-run7.sh chain o8 o06 o17 s8 x2 s06 smoke; scripts/gpu/gpu-carried.sh wait 480 "$OUT"
+#   calls 3...: scripts/gpu/gpu-carried.sh wait 530 "$OUT", each at once after the last.
+# Collect with `scripts/gpu/gpu-carried.sh wait S OUT` in EVERY call that waits, S at least 60 s under what is left of
+# the call's limit: the machine and its /tmp go 30 s after a call ends (run 6 lost its figures that way;
+# docs/results/h200-2026-12-02-run6/).
 # environment: GC_DIR (scripts/gpu/gpu-carried.sh), BENCH_EXTRA (more words for every bench), SERVE_REQUESTS and
 # SERVE_RATE (step s8; default 100 requests at 2 per second)
 set -uo pipefail
@@ -23,34 +34,46 @@ steps_carried_setup
 # every bench traces the timed computes of the segments (one warning line each, in the servers' logs)
 export GGML_XQUEUE_TRACE=1
 
-closed_loop() { # MODEL OUT: overhead and isolation, vanilla and patched side by side
-    "${B[@]}" --model "$1" --out "$RESULTS/$2" --reps 3 --no-hw-priority-only --scenario overhead \
-        --scenario hpf-decode --scenario hpf-prefill ${BENCH_EXTRA:-}
+# the normal (preemptible) and the high instance against vanilla (the overhead scenario, both builds)
+overhead() { "${B[@]}" --model "$1" --out "$RESULTS/$2" --reps 3 --scenario overhead ${BENCH_EXTRA:-}; }
+step_o8() { overhead "$M8" o8; }
+step_o06() { overhead "$M06" o06; }
+step_o17() { overhead "$M17" o17; }
+# isolation, patched only: A (high) next to B decoding and next to B prefilling long prompts back to back (vanilla's
+# figures for these are known, 1.2x and 60x on the 8B shape, and its prefill phase alone costs ~4 minutes)
+isolation() {
+    "${P[@]}" --model "$1" --out "$RESULTS/$2" --reps 3 --no-hw-priority-only --scenario hpf-decode \
+        --scenario hpf-prefill ${BENCH_EXTRA:-}
 }
-step_b8() { closed_loop "$M8" b8; }
-step_b06() { closed_loop "$M06" b06; }
-step_b17() { closed_loop "$M17" b17; }
+step_h8() { isolation "$M8" h8; }
+step_h06() { isolation "$M06" h06; }
+step_h17() { isolation "$M17" h17; }
 # harvest and WRR on the 8B shape (the targets that must still hold)
 step_hw8() {
-    "${B[@]}" --model "$M8" --out "$RESULTS/hw8" --reps 3 --no-hw-priority-only --scenario harvest --scenario wrr \
+    "${P[@]}" --model "$M8" --out "$RESULTS/hw8" --reps 3 --no-hw-priority-only --scenario harvest --scenario wrr \
         ${BENCH_EXTRA:-}
 }
 # the alternative: four segments in flight instead of two (8B, patched only)
 step_w4() {
-    GGML_XQUEUE_WINDOW=4 "${B[@]}" --model "$M8" --out "$RESULTS/w4" --reps 3 --builds patched \
-        --no-hw-priority-only --scenario overhead --scenario hpf-prefill ${BENCH_EXTRA:-}
+    GGML_XQUEUE_WINDOW=4 "${P[@]}" --model "$M8" --out "$RESULTS/w4" --reps 3 --no-hw-priority-only \
+        --scenario overhead --scenario hpf-prefill ${BENCH_EXTRA:-}
 }
 # the old default, CUDA stream priorities under HPF too (GGML_XQUEUE_STREAM_PRIORITY=on; the default is auto now:
 # only under NONE): A against B's in-flight segments, and how long they take to drain (8B, patched only)
 step_sp8() {
-    GGML_XQUEUE_STREAM_PRIORITY=on "${B[@]}" --model "$M8" --out "$RESULTS/sp8" --reps 3 --builds patched \
-        --no-hw-priority-only --scenario hpf-prefill --scenario hpf-decode ${BENCH_EXTRA:-}
+    GGML_XQUEUE_STREAM_PRIORITY=on "${P[@]}" --model "$M8" --out "$RESULTS/sp8" --reps 3 --no-hw-priority-only \
+        --scenario hpf-prefill --scenario hpf-decode ${BENCH_EXTRA:-}
 }
 # the serve scenario with its baselines (vanilla, vanilla chunked, stream priorities only, HPF), 8B; 100 requests
 # per phase instead of the bench's 200 to fit the four configurations into one call of device time
 step_s8() {
     "${B[@]}" --model "$M8" --out "$RESULTS/s8" --scenario serve --serve-rate "${SERVE_RATE:-2.0}" \
         --serve-requests "${SERVE_REQUESTS:-100}" ${BENCH_EXTRA:-}
+}
+# the serve scenario on the 0.6B shape, HPF only (the issue's small shape), 100 requests at 4 per second
+step_s06() {
+    "${P[@]}" --model "$M06" --out "$RESULTS/s06" --scenario serve --no-hw-priority-only --serve-rate 4.0 \
+        --serve-requests 100 ${BENCH_EXTRA:-}
 }
 # two server processes on one GPU (issue 15): an 8B-shaped server at priority 10 next to a 0.6B-shaped one at 0
 # that prefills long prompts back to back; joined to one daemon, each scheduling locally, stream priorities only
@@ -99,4 +122,4 @@ step_smoke() {
 [ $# -ge 1 ] || die "a command is required (see the header)"
 cmd=$1
 shift
-steps_dispatch scripts/gpu/gpu-run6.sh "$cmd" "$@" || die "unknown command $cmd (run, chain)"
+steps_dispatch scripts/gpu/gpu-run7.sh "$cmd" "$@" || die "unknown command $cmd (run, chain)"
