@@ -84,7 +84,7 @@ step_x2() {
     mkdir -p "$o" && mkdir -p /tmp/xsched-gpu && chmod 700 /tmp/xsched-gpu
     python3 -m xsched_llama scheduler --socket "$s" 2> "$o/xschedd.log" & d=$!
     sleep 1
-    for label in joined local hwprio vanilla; do
+    for label in ${X2_LABELS:-joined local hwprio vanilla}; do
         bin=$PATCHED a=(--instances 10:1:1) b=(--instances 0:1:1)
         case $label in
         joined) a+=(--xsched-scheduler "$s"); b+=(--xsched-scheduler "$s") ;;

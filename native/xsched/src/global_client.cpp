@@ -246,13 +246,14 @@ void GlobalClient::Free(global::Slot *slot) {
     session_.used[static_cast<size_t>(i)] = false;
 }
 
-bool GlobalClient::Decide() {
+bool GlobalClient::Decide(bool wait) {
     global::Header *h = header_.load(std::memory_order_acquire);
     if (h == nullptr || broken_.load()) return false;
     h->edge_at_ns.store(global::NowNs(), std::memory_order_relaxed);
     const uint32_t seq = h->edge_seq.fetch_add(1, std::memory_order_acq_rel) + 1;
     uint64_t one = 1;
     (void)!write(evfd_.load(), &one, sizeof(one));
+    if (!wait) return true;
     const uint64_t deadline = global::NowNs() + static_cast<uint64_t>(global::kDecisionTimeoutMs) * 1000000ull;
     for (;;) {
         const uint32_t d = h->decided_seq.load(std::memory_order_acquire);

@@ -52,9 +52,10 @@ public:
     global::Slot *Alloc() XSCHED_EXCLUDES(mu_);
     // Free() gives a slot back (the queue is gone).
     void Free(global::Slot *slot) XSCHED_EXCLUDES(mu_);
-    // Decide() asks the daemon to decide on the views just published and waits for its decision (at most
-    // kDecisionTimeoutMs); false when the session is broken or the daemon did not answer in time.
-    bool Decide();
+    // Decide() asks the daemon to decide on the views just published and, with wait, waits for its decision (at
+    // most kDecisionTimeoutMs); false when the session is broken or the daemon did not answer in time. Without
+    // wait it only rings (rule G1: nothing of this process is Ready, so no decision can hold it back).
+    bool Decide(bool wait);
     // CloseSession() ends the current session (the daemon sees the socket close); slots stay mapped.
     void CloseSession() XSCHED_EXCLUDES(mu_);
     // DaemonPolicy() is the daemon's policy and quantum as it announced them.

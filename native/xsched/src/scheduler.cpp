@@ -112,11 +112,16 @@ void Scheduler::Reschedule() {
 }
 
 void Scheduler::RescheduleLocked() {
-    if (joined_) {  // the daemon decides: publish every view, ring it and wait for its decision
+    if (joined_) {  // the daemon decides: publish every view, ring it and wait for its decision (rule G1)
+        bool ready = false;
         for (size_t i = 0; i < queues_.size(); ++i) {
             if (slots_[i] != nullptr) queues_[i]->PublishGlobal();
+            ready = ready || queues_[i]->GetView().ready;
         }
-        global_->Decide();  // a late decision (timeout) applies when it comes; the agent watches liveness
+        // with no queue of this process Ready (the Idle edge of its last active queue), no decision can hold
+        // anything here back: ring only. A late decision (timeout) applies when it comes; the agent watches
+        // liveness.
+        global_->Decide(ready);
         return;
     }
     if (!policy_) {  // app-managed: the scheduler never holds a queue back

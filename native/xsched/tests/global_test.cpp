@@ -482,6 +482,34 @@ TEST(GlobalDecisionLatency) {
     CHECK(low.Quit() == 0 && high.Quit() == 0);
 }
 
+// Rule G1's exception: an edge after which none of the process's queues is Ready only rings the doorbell. With the
+// daemon stopped, the Idle edge returns at once, while a Ready edge still waits for the decision (until the 1 s
+// timeout or the hung-daemon fallback, whichever comes first).
+TEST(GlobalIdleEdgeOnlyRings) {
+    std::string dir = TempDir();
+    Daemon d(dir);
+    Child high(dir, "high", Joined(d));
+    REQUIRE(high.Ok("new q 10"));
+    REQUIRE(high.Cmd("begin q") == "kXSchedSuccess");
+    using ms = std::chrono::milliseconds;
+    kill(d.pid, SIGSTOP);
+    auto t0 = std::chrono::steady_clock::now();
+    std::string idle = high.Cmd("end q");
+    auto t1 = std::chrono::steady_clock::now();
+    std::string ready = high.Cmd("begin q");
+    auto t2 = std::chrono::steady_clock::now();
+    kill(d.pid, SIGCONT);
+    CHECK(idle == "kXSchedSuccess" && ready == "kXSchedSuccess");
+    const auto idle_ms = std::chrono::duration_cast<ms>(t1 - t0).count();
+    const auto ready_ms = std::chrono::duration_cast<ms>(t2 - t1).count();
+    std::printf("  daemon stopped: Idle edge %lld ms, Ready edge %lld ms\n", static_cast<long long>(idle_ms),
+                static_cast<long long>(ready_ms));
+    CHECK(idle_ms < 300);
+    CHECK(ready_ms >= 500);
+    CHECK(high.Cmd("end q") == "kXSchedSuccess");
+    CHECK(high.Quit() == 0);
+}
+
 // SIGKILL of the process that holds another back releases it (its queues are dropped); SIGKILL of a
 // suspended process leaves the others running.
 TEST(GlobalClientKilled) {
