@@ -6,8 +6,8 @@
 # xz-compressed (an 82 MB sm_90 llama-server becomes ~42 MB).
 #
 # usage: scripts/gpu/cross-build-cuda.sh OUTDIR [--vanilla | --vanilla-only] [--arch SM] [--jobs N]
-#   OUTDIR     gets patched-server.xz (vanilla-server.xz), libxsched.so and manifest.txt (sha256 of each
-#              uncompressed binary, the commit, the CUDA version)
+#   OUTDIR     gets patched-server.xz (vanilla-server.xz), libxsched.so, native.tar (the installed core) and
+#              manifest.txt (sha256 of each uncompressed binary, the commit, the CUDA version)
 #   --vanilla  also build the unpatched commit
 #   --vanilla-only  build only the unpatched commit (it does not change with the patches)
 #   --arch     CMAKE_CUDA_ARCHITECTURES (default 90)
@@ -102,5 +102,8 @@ lib=$(python3 -c 'import xsched_llama.native as n; print(n.lib_dir())' 2>/dev/nu
     || die "cannot locate libxsched.so of the installed toolkit"
 [ -f "$lib" ] || die "no $lib"
 cp "$lib" "$out/libxsched.so"
+# the core as installed (xschedd, the library, the headers): scripts/gpu/gpu-carried.sh setup unpacks it where the
+# checkout's toolkit looks when nothing is pip-installed there (`xsched-llama scheduler` needs xschedd)
+tar -C "$(dirname "$(dirname "$(dirname "$lib")")")" -cf "$out/native.tar.tmp" _native && mv "$out/native.tar.tmp" "$out/native.tar"
 mv "$manifest" "$out/manifest.txt"
 ls -l "$out"
