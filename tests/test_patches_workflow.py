@@ -196,5 +196,14 @@ def test_series_files_headers_and_docs_agree() -> None:
         m = re.search(r"^Last-Update: (\d{4}-\d{2}-\d{2})$", header, re.M)
         assert m, f"{name}: Last-Update is a date"
         assert f"`{name}`" in docs, f"docs/patches.md has no table row for {name}"
+    # every patch of both series has a row whose "lines" column is the files' lengths (newest / older; – = absent)
+    older = patches_mod.load(PATCHES, OLDER)
+    assert older.series_dir is not None
+    for name in sorted(set(ps.series) | set(older.series)):
+        m = re.search(rf"^\| `{re.escape(name)}` \| (\d+|–) / (\d+|–) \|", docs, re.M)
+        assert m, f"docs/patches.md: no row with a lines column for {name}"
+        want = tuple(str((d / name).read_text().count("\n")) if name in series else "–"
+                     for d, series in ((PATCHES, ps.series), (older.series_dir, older.series)))
+        assert m.groups() == want, f"docs/patches.md: {name} has {' / '.join(m.groups())} lines, the files {want}"
     for rel in ps.overlay:
         assert f"`{rel}`" in docs, f"docs/patches.md does not describe overlay/{rel}"

@@ -1,4 +1,4 @@
-"""llama-server with prioritised instances (patches 0005/0006): routing, 400s, aggregation, /xsched.
+"""llama-server with prioritised instances (patches 0005, 0006-0013): routing, 400s, aggregation, /xsched.
 
 One server for the module: three levels, `--instances 10:1:2,5:2:1,0:1:2`, on the default model.
 Routing rules under test (docs/server.md): no priority -> priority 0; a priority without an instance of

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -67,6 +68,33 @@ def test_apply_then_reapply_is_a_noop(tmp_path: Path, pristine: Path, series: Pa
     assert "int b = 20;" in after["src/a.c"] and after["src/ours.c"] == "int ours;\n"
     again = patches.apply(ps, pristine, COMMIT)
     assert [s for _, s in again] == ["already applied"] * 3
+    assert snapshot(pristine) == after
+
+
+def test_reapply_of_stacked_patches_is_a_noop(tmp_path: Path, pristine: Path) -> None:
+    # a later patch that changes a line an earlier one added (and so its context): the earlier one no longer
+    # reverses on its own once both are applied, yet a second apply finds both applied (the server patches)
+    d = tmp_path / "stacked"
+    d.mkdir()
+    one = "int a = 1;\nint b = 2;\nint c = 3;\n"
+    two = "int a = 1;\nint b = 2;\nint added = 1;\nint c = 3;\n"
+    three = "int a = 1;\nint b = 2;\nint before = 0;\nint added = 2;\nint c = 3;\n"
+    (d / "0001-src-add.patch").write_text(make_patch(tmp_path, "src/a.c", one, two, "src: add"))
+    (d / "0002-src-change-the-added-line.patch").write_text(
+        make_patch(tmp_path, "src/a.c", two, three, "src: change the added line"))
+    (d / "series").write_text("0001-src-add.patch\n0002-src-change-the-added-line.patch\n")
+    ps = patches.load(d)
+    assert [s for _, s in patches.apply(ps, pristine, COMMIT)] == ["applied"] * 2
+    after = snapshot(pristine)
+    assert after["src/a.c"] == three
+    with pytest.raises(subprocess.CalledProcessError):  # the first patch alone does not reverse any more
+        subprocess.run(["git", "apply", "--reverse", "--check", str(d / "0001-src-add.patch")], cwd=pristine,
+                       env={**os.environ, "GIT_DIR": str(pristine / ".no-git")}, check=True, capture_output=True)
+    assert [s for _, s in patches.apply(ps, pristine, COMMIT)] == ["already applied"] * 2
+    assert snapshot(pristine) == after
+    # a tree with only the first patch: the second is applied on top
+    (pristine / "src" / "a.c").write_text(two)
+    assert [s for _, s in patches.apply(ps, pristine, COMMIT)] == ["already applied", "applied"]
     assert snapshot(pristine) == after
 
 

@@ -120,11 +120,44 @@ def _failed_file(text: str) -> str:
     return m.group(1) if m else "?"
 
 
+_DIFF_PATHS = re.compile(r"^diff --git a/(\S+) b/(\S+)$", re.M)
+
+
+def _applied_prefix(tree: Path, paths: list[Path]) -> int:
+    """_applied_prefix() is how many leading patches of the series `tree` already has: the largest k for which
+    patch k reverses on `tree` and patches k, k-1, ..., 1, reversed one after the other, apply to a scratch copy of
+    the files the series touches (0: none). A patch whose lines or context a later patch changes no longer
+    reverses on its own once that later patch is applied, so the leading patches are undone in order."""
+    for k in range(len(paths), 0, -1):
+        try:
+            _git_apply(tree, paths[k - 1], "--reverse", "--check")
+        except CommandError:
+            continue
+        touched = {p for patch in paths[:k] for pair in _DIFF_PATHS.findall(patch.read_text(errors="replace"))
+                   for p in pair}
+        scratch = Path(tempfile.mkdtemp(prefix="xsched-applied-"))
+        try:
+            for rel in sorted(touched):
+                if (tree / rel).is_file():
+                    (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(tree / rel, scratch / rel)
+            for patch in reversed(paths[:k]):
+                _git_apply(scratch, patch, "--reverse")
+            return k
+        except CommandError:
+            continue
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
 def apply(ps: PatchSet, tree: Path, commit: str) -> list[tuple[str, str]]:
     """apply() applies `ps` to `tree` in place; returns (name, "applied"|"already applied") per item.
 
-    Raises PatchError naming the patch, the file and the commit, with numbered recovery steps.
-    Use prepare_source() for the all-or-nothing version; apply() leaves a partial result on error.
+    A patch is already applied when it belongs to the leading patches that `tree` has (_applied_prefix) or, after
+    them, when `git apply --reverse --check` succeeds. Raises PatchError naming the patch, the file and the commit,
+    with numbered recovery steps. Use prepare_source() for the all-or-nothing version; apply() leaves a partial
+    result on error.
     """
     done: list[tuple[str, str]] = []
     if ps.root is None:
@@ -142,8 +175,12 @@ def apply(ps: PatchSet, tree: Path, commit: str) -> list[tuple[str, str]]:
         done.append((f"overlay/{rel}", "applied"))
     pdir = ps.patch_dir
     assert pdir is not None
-    for name in ps.series:
+    n_applied = _applied_prefix(tree, [pdir / name for name in ps.series])
+    for i, name in enumerate(ps.series):
         patch = pdir / name
+        if i < n_applied:
+            done.append((name, "already applied"))
+            continue
         try:
             _git_apply(tree, patch, "--reverse", "--check")
             done.append((name, "already applied"))
