@@ -148,3 +148,29 @@ def test_wait_packs_the_reports_apart_from_the_logs(tmp_path: Path) -> None:
     small = names("reports.tar.xz")
     assert "results/b8/report.json" in small and "jobs/r.log" in small
     assert not any("logs" in n for n in small)
+
+
+def test_setup_unpacks_the_installed_core(tmp_path: Path) -> None:
+    # the checkout on the GPU machine has no pip-installed toolkit: setup puts the carried core (native.tar, as
+    # cross-build-cuda.sh writes it) where xsched_llama.native looks, so that `xsched-llama scheduler` finds xschedd
+    repo = tmp_path / "repo"
+    for rel in ("scripts/gpu/gpu-carried.sh", "scripts/lib/common.sh"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_bytes((SCRIPT.parents[2] / rel).read_bytes())
+    (repo / "xsched_llama" / "_native" / "stale").mkdir(parents=True)  # an older core is replaced, not merged
+    core = tmp_path / "core" / "_native" / "bin"
+    core.mkdir(parents=True)
+    (core / "xschedd").write_text("daemon")
+    carry = tmp_path / "carry"
+    carry.mkdir()
+    subprocess.run(["tar", "-C", str(tmp_path / "core"), "-cf", str(carry / "native.tar"), "_native"], check=True)
+    cp = subprocess.run(["bash", str(repo / "scripts/gpu/gpu-carried.sh"), "setup", str(carry)], capture_output=True,
+                        text=True, timeout=60, env={**os.environ, "GC_DIR": str(tmp_path / "gc")})
+    assert cp.returncode == 0, cp.stderr
+    native = repo / "xsched_llama" / "_native"
+    assert (native / "bin" / "xschedd").read_text() == "daemon"
+    assert not (native / "stale").exists()
+    (carry / "native.tar").write_text("not a tar")
+    cp = subprocess.run(["bash", str(repo / "scripts/gpu/gpu-carried.sh"), "setup", str(carry)], capture_output=True,
+                        text=True, timeout=60, env={**os.environ, "GC_DIR": str(tmp_path / "gc")})
+    assert cp.returncode == 1 and f"cannot unpack {carry}/native.tar" in cp.stderr

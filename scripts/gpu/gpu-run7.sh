@@ -23,7 +23,8 @@
 # the call's limit: the machine and its /tmp go 30 s after a call ends (run 6 lost its figures that way;
 # docs/results/h200-2026-12-02-run6/).
 # environment: GC_DIR (scripts/gpu/gpu-carried.sh), BENCH_EXTRA (more words for every bench), SERVE_REQUESTS and
-# SERVE_RATE (step s8; default 100 requests at 2 per second)
+# SERVE_RATE (step s8; default 100 requests at 2 per second), X2_LABELS (step x2's configurations; default
+# "joined local hwprio vanilla")
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 # shellcheck source=scripts/lib/common.sh
