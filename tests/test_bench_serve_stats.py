@@ -176,6 +176,25 @@ def test_preemption_figures_between_snapshots() -> None:
     assert none["count"] == 0 and none["p99_us"] is None and preempt.p99_ms(none) is None
 
 
+def test_preemption_figures_split_host_launch_time() -> None:
+    """Preemptions that began while a unit was being launched: how many, and the host time until its launch was
+    complete (mean over the interval, and the running maximum when it grew in the interval)."""
+    def with_launch(snap: dict[str, object], units: int, lsum: float, lmax: float) -> dict[str, object]:
+        for q in snap["queues"]:  # type: ignore[union-attr]
+            if q["name"] == "inst1/cpu":
+                q["preemption"].update(open_units=units, launch_sum_us=lsum, launch_max_us=lmax)
+        return snap
+    before = with_launch(snapshot([5] + [0] * 11, 6, 40.0), 1, 30.0, 30.0)
+    after = with_launch(snapshot([105, 0, 0, 0, 0, 0, 3] + [0] * 5, 110, 900.0), 4, 2130.0, 1500.0)
+    f = preempt.figures(before, after)
+    assert f["open_units"] == 3 and f["launch_mean_us"] == pytest.approx(700.0) and f["launch_max_us"] == 1500.0
+    same_max = with_launch(snapshot([106, 0, 0, 0, 0, 0, 3] + [0] * 5, 111, 900.0), 5, 2140.0, 1500.0)
+    g = preempt.figures(after, same_max)
+    assert g["open_units"] == 1 and g["launch_mean_us"] == pytest.approx(10.0) and g["launch_max_us"] is None
+    older = preempt.figures(snapshot([5] + [0] * 11, 6, 40.0), snapshot([6] + [0] * 11, 7, 40.0))
+    assert older["open_units"] == 0 and older["launch_mean_us"] is None and older["launch_max_us"] is None
+
+
 def test_preemption_not_measured_on_older_servers() -> None:
     old = snapshot([0] * 12, 0, 0.0, with_hist=False)
     f = preempt.figures(old, old)

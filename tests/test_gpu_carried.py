@@ -66,10 +66,10 @@ def test_runners_refuse_unknown_steps_and_commands(tmp_path: Path) -> None:
     assert cp.returncode == 1 and cp.stderr.strip() == \
         "error: unknown step nosuch (steps: alt b06 b17 b8 diag s06 s8 smoke)"
     assert not (tmp_path / "jobs" / "chain.cmd").exists()  # nothing started
-    cp = runner(tmp_path, "gpu-run7.sh", "run", "nosuch")
+    cp = runner(tmp_path, "gpu-run8.sh", "run", "nosuch")
     assert cp.returncode == 1 and cp.stderr.strip() == \
-        "error: run STEP (one of: h06 h17 h8 hw8 o06 o17 o8 s06 s8 smoke sp8 w4 x2)"
-    cp = runner(tmp_path, "gpu-run7.sh", "build", "x")  # builds are gpu-run5.sh's
+        "error: run STEP (one of: h06 h17 h8 ht8 hw8 o06 o17 o8 ot17 ot8 s06 s8 smoke ssp8 st8 x2)"
+    cp = runner(tmp_path, "gpu-run8.sh", "build", "x")  # builds are gpu-run5.sh's
     assert cp.returncode == 1 and cp.stderr.strip() == "error: unknown command build (run, chain)"
     cp = runner(tmp_path, "gpu-run5.sh", "frob")
     assert cp.returncode == 1 and cp.stderr.strip() == "error: unknown command frob"
@@ -98,7 +98,7 @@ def test_a_second_chain_waits_for_the_first(tmp_path: Path) -> None:
     # fails at once here (no GPU, no server) but only after the first has ended.
     cp = carried(tmp_path, "start", "first", "--", "bash", "-c", "sleep 3")
     assert cp.returncode == 0, cp.stderr
-    cp = runner(tmp_path, "gpu-run7.sh", "chain", "smoke", CHAIN_NAME="second", CHAIN_AFTER="first")
+    cp = runner(tmp_path, "gpu-run8.sh", "chain", "smoke", CHAIN_NAME="second", CHAIN_AFTER="first")
     assert cp.returncode == 0, cp.stderr
     log = tmp_path / "jobs" / "second.log"
     time.sleep(1)
@@ -110,11 +110,11 @@ def test_a_second_chain_waits_for_the_first(tmp_path: Path) -> None:
 
 
 def test_chain_name_and_after_are_checked(tmp_path: Path) -> None:
-    cp = runner(tmp_path, "gpu-run7.sh", "chain", "smoke", CHAIN_NAME="a b")
+    cp = runner(tmp_path, "gpu-run8.sh", "chain", "smoke", CHAIN_NAME="a b")
     assert cp.returncode == 1 and cp.stderr.strip() == "error: CHAIN_NAME=a b: letters, digits, . _ - only"
-    cp = runner(tmp_path, "gpu-run7.sh", "chain", "smoke", CHAIN_AFTER="nosuch")
+    cp = runner(tmp_path, "gpu-run8.sh", "chain", "smoke", CHAIN_AFTER="nosuch")
     assert cp.returncode == 1 and cp.stderr.strip() == "error: CHAIN_AFTER=nosuch: no such job"
-    cp = runner(tmp_path, "gpu-run7.sh", "chain", "smoke", CHAIN_AFTER="chain")
+    cp = runner(tmp_path, "gpu-run8.sh", "chain", "smoke", CHAIN_AFTER="chain")
     assert cp.returncode == 1 and cp.stderr.startswith("error: CHAIN_AFTER=chain: the name of another job")
     assert not (tmp_path / "jobs" / "chain.cmd").exists()  # nothing started
 
@@ -136,7 +136,8 @@ def test_wait_packs_the_reports_apart_from_the_logs(tmp_path: Path) -> None:
     # a call brings back no file over 16 MiB: the reports travel in an archive of their own, without the logs
     gc = tmp_path / "gc"
     cp = carried(gc, "start", "r", "--", "bash", "-c",
-                 'mkdir -p "$RESULTS/b8/logs" && echo {} > "$RESULTS/b8/report.json" && echo x > "$RESULTS/b8/logs/s.log"')
+                 'mkdir -p "$RESULTS/b8/logs" && echo {} > "$RESULTS/b8/report.json" && echo x > "$RESULTS/b8/logs/s.log"'
+                 ' && echo t,c > "$RESULTS/b8/smi.csv"')
     assert cp.returncode == 0, cp.stderr
     cp = carried(gc, "wait", "30", str(tmp_path / "out"))
     assert cp.returncode == 0, cp.stdout + cp.stderr
@@ -146,7 +147,7 @@ def test_wait_packs_the_reports_apart_from_the_logs(tmp_path: Path) -> None:
                                   check=True).stdout.split())
     assert {"results/b8/report.json", "results/b8/logs/s.log", "jobs/r.log"} <= names("results.tar.xz")
     small = names("reports.tar.xz")
-    assert "results/b8/report.json" in small and "jobs/r.log" in small
+    assert "results/b8/report.json" in small and "jobs/r.log" in small and "results/b8/smi.csv" in small
     assert not any("logs" in n for n in small)
 
 

@@ -38,15 +38,15 @@ def server_binary(request: pytest.FixtureRequest) -> Path:
 class Daemon:
     """Daemon is one xschedd process (started the way `xsched-llama scheduler` starts it)."""
 
-    def __init__(self, sock: Path, log: Path) -> None:
-        self.sock, self.log = sock, log
+    def __init__(self, sock: Path, log: Path, poll: bool = False) -> None:
+        self.sock, self.log, self.poll = sock, log, poll
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Daemon:
         sock = self.sock
         sock.parent.mkdir(mode=0o700, exist_ok=True)
         with open(self.log, "ab") as f:
-            self.proc = subprocess.Popen(scheduler.daemon_command(sock), stdout=f, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(scheduler.daemon_command(sock, poll=self.poll), stdout=f, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -67,8 +67,9 @@ class Daemon:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path / "run" / "xschedd.sock", tmp_path / "xschedd.log").start()
+def daemon(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Daemon]:
+    # indirect parameter: True = the daemon polls for edges while a queue is Ready (--poll)
+    d = Daemon(tmp_path / "run" / "xschedd.sock", tmp_path / "xschedd.log", poll=getattr(request, "param", False)).start()
     yield d
     d.kill()
 
@@ -154,6 +155,7 @@ def nothing_suspended(srv: ServerProcess) -> bool:
     return not any(q["suspended"] for q in x["queues"])
 
 
+@pytest.mark.parametrize("daemon", [False, True], indirect=True, ids=["sleeping", "polling"])
 def test_hpf_across_processes(daemon: Daemon, start: Callable[..., ServerProcess]) -> None:
     low, high = start(0), start(10, join="option")
     st = daemon.status()
@@ -185,6 +187,8 @@ def test_hpf_across_processes(daemon: Daemon, start: Callable[..., ServerProcess
     assert b.error is None and len(b.times) == 400  # resumed after the high request, finished
     assert nothing_suspended(low) and nothing_suspended(high)
     assert not any(q["suspended"] for p in daemon.status()["processes"] for q in p["queues"])
+    mode = "polls for edges while a queue is Ready" if daemon.poll else "sleeps until a doorbell rings"
+    assert mode in daemon.log.read_text()
 
 
 @pytest.mark.parametrize("victim", ["high", "low"])

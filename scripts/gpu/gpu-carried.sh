@@ -143,7 +143,7 @@ wait)
         tar -C "$dir" -cJf "$out/results.tar.xz" results jobs 2>/dev/null || echo "warning: packing failed" >&2
         # the reports, plots and job logs alone as well: a call brings back no file over 16 MiB, which the servers'
         # logs (trace lines) can make the whole archive
-        (cd "$dir" && find results -maxdepth 2 \( -name '*.json' -o -name '*.png' \) -print0 \
+        (cd "$dir" && find results -maxdepth 2 \( -name '*.json' -o -name '*.png' -o -name '*.csv' \) -print0 \
             | tar -cJf "$out/reports.tar.xz" --null -T - jobs) 2>/dev/null || echo "warning: packing the reports failed" >&2
         ls -l "$out/results.tar.xz" "$out/reports.tar.xz"
     fi

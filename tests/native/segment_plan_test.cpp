@@ -269,6 +269,58 @@ static void test_tuner() {
     }
 }
 
+// The tail (ggml_xqueue_tail_*): how many last segments pass at once, and the correction from the host's gaps.
+static void test_tail() {
+    // no tail, or a tail the window already covers: every segment is gated
+    CHECK(ggml_xqueue_tail_segments(0.0, 300.0, 2, 100) == 0);
+    CHECK(ggml_xqueue_tail_segments(400.0, 300.0, 2, 100) == 0);  // 1.5 segments in flight cover 450 us
+    CHECK(ggml_xqueue_tail_segments(4000.0, 0.0, 2, 100) == 0);   // no segment time: nothing to size by
+    // 4 ms of 300 us segments over a window of 2: 13.3 - 1.5 -> 12 segments more
+    CHECK(ggml_xqueue_tail_segments(4000.0, 300.0, 2, 100) == 12);
+    CHECK(ggml_xqueue_tail_queued_us(12, 300.0, 2) >= 4000.0);
+    CHECK(ggml_xqueue_tail_queued_us(11, 300.0, 2) < 4000.0);
+    // never the whole compute: its first segment is gated
+    CHECK(ggml_xqueue_tail_segments(4000.0, 300.0, 2, 5) == 4);
+    CHECK(ggml_xqueue_tail_segments(4000.0, 300.0, 2, 1) == 0);
+
+    const double cap = 4000.0;
+    double tail = 0.0;
+    // prefill: 3.5 ms of host work after each compute, 0.45 ms queued: the device waited, the tail covers the gap
+    ggml_xqueue_tail_adapt(tail, 3500.0, 450.0, cap);
+    CHECK(std::fabs(tail - 3500.0) < 1e-9);
+    // next gap: the host waited for the queued work (3.6 ms queued, 3.8 ms gap): it shrinks by 5 %
+    ggml_xqueue_tail_adapt(tail, 3800.0, 3600.0, cap);
+    CHECK(tail < 3500.0 && tail > 3300.0);
+    // it never grows over the bound
+    ggml_xqueue_tail_adapt(tail, 6000.0, 450.0, cap);
+    CHECK(std::fabs(tail - cap) < 1e-9);
+    // a pause (no next work for longer than twice the bound): nothing changes
+    ggml_xqueue_tail_adapt(tail, 50000.0, 450.0, cap);
+    CHECK(std::fabs(tail - cap) < 1e-9);
+    // decode: host gaps shorter than the window's work: a tail decays to nothing and stays there
+    for (int i = 0; i < 400; ++i) {
+        ggml_xqueue_tail_adapt(tail, 300.0, 700.0, cap);
+    }
+    CHECK(tail == 0.0);
+    // the bound 0 switches the tail off
+    tail = 2000.0;
+    ggml_xqueue_tail_adapt(tail, 3500.0, 450.0, 0.0);
+    CHECK(tail == 0.0);
+    // converging on a steady 3 ms host gap (queued work is what the tail left in flight; the host waits for it
+    // when it is more than its own work): the device's wait per gap ends within the margin
+    tail = 0.0;
+    double idle = 0.0;
+    for (int i = 0; i < 60; ++i) {
+        const int    m      = ggml_xqueue_tail_segments(tail, 250.0, 2, 180);
+        const double queued = ggml_xqueue_tail_queued_us(m, 250.0, 2);
+        const double host   = std::max(3000.0, queued) + 200.0; // the host's work, or the wait; then the copies
+        idle = std::max(0.0, 3000.0 - queued);
+        ggml_xqueue_tail_adapt(tail, host, queued, cap);
+    }
+    CHECK(idle <= 500.0);
+    CHECK(tail <= cap);
+}
+
 static const char * preempt_name(ggml_xqueue_preempt p) {
     switch (p) {
         case GGML_XQUEUE_PREEMPT_SEGMENT: return "segment";
@@ -283,8 +335,9 @@ int main(int argc, char ** argv) {
         const ggml_xqueue_knobs & k = ggml_xqueue_get_knobs();
         const char * sp = k.stream_priority == GGML_XQUEUE_STREAM_PRIORITY_AUTO ? "auto"
                         : k.stream_priority == GGML_XQUEUE_STREAM_PRIORITY_ON   ? "on" : "off";
-        std::printf("preempt=%s segment_us=%lld stream_priority=%s window=%lld trace=%d\n", preempt_name(k.preempt),
-                    (long long) k.segment_us, sp, (long long) k.window, k.trace ? 1 : 0);
+        std::printf("preempt=%s segment_us=%lld stream_priority=%s window=%lld tail_us=%lld trace=%d\n",
+                    preempt_name(k.preempt), (long long) k.segment_us, sp, (long long) k.window,
+                    (long long) k.tail_us, k.trace ? 1 : 0);
         return 0;
     }
     test_costs();
@@ -292,6 +345,7 @@ int main(int argc, char ** argv) {
     test_rescale();
     test_convergence();
     test_tuner();
+    test_tail();
     std::printf("%s: %d failures\n", failures ? "FAIL" : "ok", failures);
     return failures ? 1 : 0;
 }

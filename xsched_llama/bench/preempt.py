@@ -2,7 +2,8 @@
 
 A queue row of `GET /xsched` may carry
     "preemption": {"count": N, "measured": M, "sum_us": S, "max_us": X,
-                   "buckets_le_us": [50, 100, ..., 20000], "buckets": [c0, ..., c11]}
+                   "buckets_le_us": [50, 100, ..., 20000], "buckets": [c0, ..., c11],
+                   "open_units": U, "launch_sum_us": LS, "launch_max_us": LX}
 with non-cumulative bucket counts, the last bucket being +Inf: `count` suspensions while the queue had work
 in flight, `measured` of them with an observed drain, the histogram over the measured ones. Servers built
 before the histogram have no such object: their figures say "not measured".
@@ -91,6 +92,9 @@ def figures(before: Any, after: Any) -> dict[str, Any]:
     max_us: float | None = None
     max_exact = True
     per_queue: dict[str, dict[str, Any]] = {}
+    open_units = 0
+    launch_sum_us = 0.0
+    launch_max_us: float | None = None
     for name, h in hists.items():
         b = _hist(rows_before.get(name, {})) or {}
         hb = [float(x) for x in h["buckets_le_us"]]
@@ -108,6 +112,11 @@ def figures(before: Any, after: Any) -> dict[str, Any]:
         count += int(h.get("count", 0)) - int(b.get("count", 0))
         measured += int(h.get("measured", 0)) - int(b.get("measured", 0))
         sum_us += float(h.get("sum_us", 0)) - float(b.get("sum_us", 0))
+        open_units += int(h.get("open_units", 0)) - int(b.get("open_units", 0))
+        launch_sum_us += float(h.get("launch_sum_us", 0)) - float(b.get("launch_sum_us", 0))
+        lm_after, lm_before = float(h.get("launch_max_us", 0)), float(b.get("launch_max_us", 0))
+        if lm_after > lm_before and (launch_max_us is None or lm_after > launch_max_us):
+            launch_max_us = lm_after   # the running maximum grew in this interval: it is this interval's
         if any(diff):
             m_after, m_before = float(h.get("max_us", 0)), float(b.get("max_us", 0))
             if m_after > m_before or not b:
@@ -123,7 +132,11 @@ def figures(before: Any, after: Any) -> dict[str, Any]:
     return {"measured": True, "queues": sorted(hists), "count": count, "measured_count": measured,
             "p50_us": p50, "p99_us": p99, "max_us": max_us, "max_exact": max_exact,
             "mean_us": sum_us / measured if measured > 0 else None,
-            "buckets_le_us": bounds, "buckets": counts, "per_queue": per_queue}
+            "buckets_le_us": bounds, "buckets": counts, "per_queue": per_queue,
+            # of the measured ones, those that began while a unit was being launched, and the host time until
+            # that unit's launch was complete (the rest of their latency is the device draining)
+            "open_units": open_units, "launch_mean_us": launch_sum_us / open_units if open_units > 0 else None,
+            "launch_max_us": launch_max_us}
 
 
 def p99_ms(fig: dict[str, Any] | None) -> float | None:

@@ -119,6 +119,8 @@ ROWS: list[tuple[str, str, Callable[[dict[str, Any]], Value]]] = [
     ("preemption_count", "preemptions of the batch instance", lambda m: _preemption(m, "count")),
     ("preemption_p99_ms", "preemption latency P99 (ms, bucket upper bound)", lambda m: _preemption(m, "p99_us")),
     ("preemption_max_ms", "preemption latency max (ms)", lambda m: _preemption(m, "max_us")),
+    ("preemption_launch_max_ms", "of it, host time until a unit being launched was launched, max (ms)",
+     lambda m: _preemption(m, "launch_max_us")),
 ]
 
 

@@ -176,9 +176,10 @@ int Daemon::Run() {
     Watch(listen_fd_, EPOLLIN);
     Watch(sig_fd_, EPOLLIN);
     started_ns_ = global::NowNs();
-    Log("listening at %s (policy %s, timeslice %" PRId64 " us, mode %s, up to %d processes, pid %d)",
+    Log("listening at %s (policy %s, timeslice %" PRId64 " us, mode %s, up to %d processes, %s, pid %d)",
         opts_.socket_path.c_str(), PolicyName(opts_.policy), opts_.timeslice_us,
         opts_.group.empty() ? "0600" : ("0660 group " + opts_.group).c_str(), opts_.max_clients,
+        opts_.poll ? "polls for edges while a queue is Ready" : "sleeps until a doorbell rings",
         static_cast<int>(getpid()));
     uint64_t next_beat = global::NowNs();
     std::string stop_signal;
@@ -201,10 +202,11 @@ int Daemon::Run() {
             until = std::min(until, w);
         }
         now = global::NowNs();
-        const int timeout_ms = until > now ? static_cast<int>((until - now + 999999) / 1000000) : 0;
+        const bool polling = opts_.poll && AnyReady();
+        const int timeout_ms = polling || until <= now ? 0 : static_cast<int>((until - now + 999999) / 1000000);
         epoll_event evs[64];
         const int n = epoll_wait(ep_, evs, 64, timeout_ms);
-        bool decide = false;
+        bool decide = polling && n == 0 && EdgePending();
         for (int i = 0; i < n; ++i) {
             const int fd = evs[i].data.fd;
             if (fd == listen_fd_) {
@@ -257,6 +259,31 @@ int Daemon::Run() {
     Log("stopping (%s): released %zu queues of %zu processes", stop_signal.c_str(), queues, clients_.size());
     unlink(opts_.socket_path.c_str());
     return 0;
+}
+
+bool Daemon::AnyReady() const {
+    for (const auto &kv : clients_) {
+        const global::Slot *slots = kv.second.seg->slots;
+        for (uint32_t i = 0; i < global::kSlots; ++i) {
+            if (slots[i].used.load(std::memory_order_relaxed) == 1 &&
+                slots[i].ready.load(std::memory_order_relaxed) != 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+bool Daemon::EdgePending() {
+    bool pending = false;
+    for (auto &kv : clients_) {
+        Client &c = kv.second;
+        if (c.seg->header.edge_seq.load(std::memory_order_acquire) == c.seen_edge) continue;
+        pending = true;
+        uint64_t v;
+        (void)!read(c.evfd, &v, sizeof(v));  // non-blocking: the ring of this edge, if it came already
+    }
+    return pending;
 }
 
 bool Daemon::Allowed(pid_t pid, uid_t uid, gid_t gid) const {

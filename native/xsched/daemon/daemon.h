@@ -32,6 +32,9 @@ struct Options {
     int max_clients = 64;
     // verbose logs every decision that changes a suspension.
     bool verbose = false;
+    // poll: while some queue is Ready, the daemon polls the processes' edge counters instead of sleeping until a
+    // doorbell rings, so a decision does not wait for the daemon's wake-up (one core busy while work runs).
+    bool poll = false;
 };
 
 // Daemon is the event loop: the listening socket, one control socket, doorbell and pidfd per registered
@@ -88,6 +91,11 @@ private:
     void Refuse(Conn &c, const std::string &why);
     void RemoveClient(uint64_t id, const std::string &why);
     void Decide();
+    // AnyReady() tells whether some registered queue is Ready (work to protect: the daemon polls with opts_.poll).
+    bool AnyReady() const;
+    // EdgePending() tells whether a process published an edge the last decision did not see; it empties the
+    // doorbells, since the decision it leads to covers their rings.
+    bool EdgePending();
     void Heartbeat();
     std::string StatusJson();
     bool Allowed(pid_t pid, uid_t uid, gid_t gid) const;

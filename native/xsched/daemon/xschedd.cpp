@@ -13,7 +13,7 @@
 namespace {
 
 const char kUsage[] = "usage: xschedd --socket PATH [--policy HPF|WRR|NONE] [--timeslice-us N] [--group NAME]\n"
-                      "               [--max-processes N] [--verbose]\n"
+                      "               [--max-processes N] [--verbose] [--poll]\n"
                       "Schedules the XQueues of every process that joins it (XSCHED_SCHEDULER=PATH) with one policy.\n"
                       "Stops cleanly on SIGINT/SIGTERM (every process falls back to local scheduling).\n";
 
@@ -72,6 +72,8 @@ int main(int argc, char **argv) {
             o.gid = g->gr_gid;
         } else if (a == "--verbose") {
             o.verbose = true;
+        } else if (a == "--poll") {
+            o.poll = true;
         } else {
             Fail("unknown option " + a + " (see --help)");
         }

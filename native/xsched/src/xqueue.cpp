@@ -44,12 +44,15 @@ XResult XQueue::Gate() {
         if (destroyed_) return kXSchedErrorNotFound;
         if (aborted_) return kXSchedErrorAborted;
         edge = RaiseReady();
+        CloseUnitLocked();  // back at a gate: the unit admitted before is launched
     }
     // The policy runs here, on the gating thread, so that lower queues are
     // suspended before this gate admits its first unit.
     if (edge) sched_->Reschedule();
     Lock l(mu_);
-    return GateLocked(l, false);
+    const XResult r = GateLocked(l, false);
+    if (r == kXSchedSuccess) unit_open_ = true;  // until UnitLaunched(), Synchronized() or the next gate
+    return r;
 }
 
 XResult XQueue::GateLocked(Lock &l, bool force) {
@@ -159,6 +162,27 @@ void XQueue::NoteCompletedLocked() {
     preempt_.sum_us += us;
     preempt_.max_us = std::max(preempt_.max_us, us);
     preempt_.buckets[PreemptBucket(us)]++;
+    if (drain_open_) {
+        preempt_.open_units++;
+        preempt_.launch_sum_us += drain_launch_us_;
+        preempt_.launch_max_us = std::max(preempt_.launch_max_us, drain_launch_us_);
+    }
+}
+
+void XQueue::CloseUnitLocked() {
+    if (!unit_open_) return;
+    unit_open_ = false;
+    if (drain_pending_ && drain_open_) drain_launch_us_ = MicrosSince(drain_since_);
+}
+
+void XQueue::BeginDrainLocked(Clock::time_point since) {
+    preempt_.count++;
+    drain_pending_ = true;
+    drain_target_ = launched_;
+    drain_since_ = since;
+    drain_open_ = unit_open_;
+    drain_launch_us_ = 0;
+    UpdateDrainCancel();
 }
 
 XResult XQueue::Synchronized() {
@@ -168,6 +192,7 @@ XResult XQueue::Synchronized() {
         if (destroyed_) return kXSchedErrorNotFound;
         completed_ = launched_;
         markers_.clear();
+        CloseUnitLocked();
         NoteCompletedLocked();
         if (scopes_ == 0 && state_ == kQueueStateReady) {
             state_ = kQueueStateIdle;
@@ -181,6 +206,7 @@ XResult XQueue::Synchronized() {
 XResult XQueue::UnitLaunched() {
     Lock l(mu_);
     if (destroyed_) return kXSchedErrorNotFound;
+    CloseUnitLocked();
     if (launched_ > completed_ && launched_ > last_marker_) {
         std::shared_ptr<Marker> m;
         XResult r = hwq_->RecordMarker(&m);
@@ -301,11 +327,7 @@ bool XQueue::SetSchedSuspended(bool s) {
         UpdateSuspendClock(was);
         if (s && launched_ > completed_ && !destroyed_) {
             // a preemption: units are (or may be) in flight
-            preempt_.count++;
-            drain_pending_ = true;
-            drain_target_ = launched_;
-            drain_since_ = Clock::now();
-            UpdateDrainCancel();
+            BeginDrainLocked(Clock::now());
             ObserveDrainLocked();  // between units: every admitted unit is behind a marker
         } else if (!s && drain_pending_) {
             drain_pending_ = false;  // resumed before the drain was seen: counted, not measured
@@ -474,12 +496,8 @@ XResult XQueue::WaitGlobalLocked(Lock &l) {
         // a preemption when units are in flight, starting at the daemon's clock (CLOCK_MONOTONIC)
         gepoch_ = epoch;
         if (launched_ > completed_ && !drain_pending_ && !destroyed_) {
-            preempt_.count++;
-            drain_pending_ = true;
-            drain_target_ = launched_;
-            drain_since_ = Clock::time_point(std::chrono::duration_cast<Clock::duration>(
-                std::chrono::nanoseconds(s->suspended_at_ns.load(std::memory_order_relaxed))));
-            UpdateDrainCancel();
+            BeginDrainLocked(Clock::time_point(std::chrono::duration_cast<Clock::duration>(
+                std::chrono::nanoseconds(s->suspended_at_ns.load(std::memory_order_relaxed)))));
         }
     }
     if (s->suspend.load(std::memory_order_acquire) == 0) return kXSchedSuccess;  // resumed meanwhile

@@ -123,6 +123,11 @@ private:
     // WaitDrainLocked() waits, mu_ released, until everything launched is complete or the wait is cancelled
     // (resume, abort, destroy); a gate of a preempted queue calls it to observe the end of the drain.
     XResult WaitDrainLocked(Lock &l) XSCHED_REQUIRES(mu_);
+    // BeginDrainLocked() starts a preemption record at `since` (the suspension) for the units in flight.
+    void BeginDrainLocked(Clock::time_point since) XSCHED_REQUIRES(mu_);
+    // CloseUnitLocked() notes that the unit a gate admitted last is launched completely (the host time a
+    // pending drain spent waiting for that launch).
+    void CloseUnitLocked() XSCHED_REQUIRES(mu_);
     // NoteCompletedLocked() ends a pending preemption once completed_ covers what was in flight at its start.
     void NoteCompletedLocked() XSCHED_REQUIRES(mu_);
     // ObserveDrainLocked() hands the newest marker to the drain observer when a drain is pending and that
@@ -178,6 +183,9 @@ private:
     bool drain_pending_ XSCHED_GUARDED_BY(mu_) = false;     // a preemption whose drain is not seen yet
     uint64_t drain_target_ XSCHED_GUARDED_BY(mu_) = 0;      // launched_ at the suspension
     Clock::time_point drain_since_ XSCHED_GUARDED_BY(mu_);  // the suspension
+    bool unit_open_ XSCHED_GUARDED_BY(mu_) = false;   // a gate admitted a unit whose launch is not reported complete
+    bool drain_open_ XSCHED_GUARDED_BY(mu_) = false;  // the pending drain began while a unit was being launched
+    uint64_t drain_launch_us_ XSCHED_GUARDED_BY(mu_) = 0;   // from the suspension until that unit was launched
     std::atomic<bool> drain_cancel_{true};                  // ends a drain wait (see UpdateDrainCancel)
     XPreemptStats preempt_ XSCHED_GUARDED_BY(mu_) = {};     // the record
     global::Slot *gslot_ XSCHED_GUARDED_BY(mu_) = nullptr;  // the global scheduler's slot (null: local)

@@ -164,18 +164,27 @@ TEST(DrainSeenWithoutTheLaunchingThread) {
     CHECK(r.preempt.count == 1);
     CHECK(lu.executed.load() == 1);
     CHECK(r.preempt.max_us >= 15000);  // most of the unit
+    CHECK(r.preempt.open_units == 0);  // the unit was reported launched before the suspension
+    CHECK(r.preempt.launch_max_us == 0);
     CHECK_OK(XQueueEndActive(high.xq));
     low.Drain();
 
-    // suspended after the gate admitted a unit, before the caller had launched it
+    // suspended after the gate admitted a unit, before the caller had launched it: the 20 ms the caller takes
+    // to launch it are host time inside the latency, and the record says so
     CHECK_OK(XQueueGate(low.xq));
     CHECK_OK(XQueueBeginActive(high.xq));
     CHECK(Row(low.xq).preempt.count == 2);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
     HostQueueLaunch(low.hwq, &RunUnit, &lu);
     CHECK(Row(low.xq).preempt.measured == 1);
     CHECK_OK(XQueueUnitLaunched(low.xq));  // hands the unit's marker to the observer
     REQUIRE(WaitFor([&] { return Row(low.xq).preempt.measured == 2; }));
     CHECK(lu.executed.load() == 2);
+    r = Row(low.xq);
+    CHECK(r.preempt.open_units == 1);
+    CHECK(r.preempt.launch_max_us >= 20000);
+    CHECK(r.preempt.launch_sum_us == r.preempt.launch_max_us);
+    CHECK(r.preempt.max_us >= r.preempt.launch_max_us + 15000);  // then most of the 30 ms unit drained
     CHECK_OK(XQueueEndActive(high.xq));
     low.Drain();
     CHECK(Row(low.xq).preempt.measured == 2);  // the synchronization adds no sample

@@ -84,6 +84,13 @@ typedef struct {
     uint64_t sum_us;                          /* sum of the measured latencies */
     uint64_t max_us;                          /* the largest one */
     uint64_t buckets[XSCHED_PREEMPT_BUCKETS]; /* measured latencies per bucket (not cumulative) */
+    /* Of the measured ones, those whose suspension found a unit admitted by a gate but not yet launched
+     * completely (XQueueUnitLaunched or XQueueSynchronized not yet called): the host time from the
+     * suspension until that unit's launch was complete is part of their latency, the rest is the
+     * device draining. Tells host-side causes (a capture, an allocation inside a launch) from GPU work. */
+    uint64_t open_units;    /* measured preemptions that found a unit being launched */
+    uint64_t launch_sum_us; /* their host time until the unit was launched, summed */
+    uint64_t launch_max_us; /* the largest such host time */
 } XPreemptStats;
 
 /* XQueueInfo is one queue's row of a scheduler snapshot. */

@@ -229,3 +229,54 @@ static inline std::vector<bool> ggml_xqueue_splittable(const std::vector<double>
     }
     return out;
 }
+
+// The tail: GPU work kept queued across the end of a compute. Between two computes the host runs llama's work
+// for the next ubatch (the graph, the allocation, the inputs such as the attention mask) before it launches
+// again; upstream overlaps that with the GPU work it launched ahead, a preemptible context has only its window
+// of segments in flight then, and the device waits for the host. A plan keeps a tail: that much GPU time is
+// launched without waiting at the end of a compute (its last segments pass their gates at once), adapted to
+// the host time between computes and bounded by GGML_XQUEUE_TAIL_US, which is also the most a preemption can
+// wait for it.
+
+// ggml_xqueue_tail_segments() is how many of a compute's n last segments pass their gates at once so that
+// about tail_us of GPU time is in flight at its end, when a segment takes seg_us and `window` segments are in
+// flight anyway (the oldest of them half done); at most n - 1 (the first segment is always gated).
+static inline int ggml_xqueue_tail_segments(double tail_us, double seg_us, int64_t window, int n) {
+    if (tail_us <= 0.0 || seg_us <= 0.0 || n <= 1) {
+        return 0;
+    }
+    const double extra = tail_us / seg_us - ((double) window - 0.5);
+    if (extra <= 0.0) {
+        return 0;
+    }
+    return std::min(n - 1, (int) std::ceil(extra));
+}
+
+// ggml_xqueue_tail_queued_us() is the GPU time in flight when a compute returns with m tail segments (what the
+// host's work before the next compute can overlap).
+static inline double ggml_xqueue_tail_queued_us(int m, double seg_us, int64_t window) {
+    return ((double) window - 0.5 + (double) m) * seg_us;
+}
+
+// ggml_xqueue_tail_adapt() corrects a plan's tail from one gap: host_us passed on the host between the end of a
+// compute of the plan and the start of the next compute, while queued_us of GPU time was in flight at that
+// end. When the gap outlasts the queued work by more than the margin (500 us: the synchronization and the
+// input copies that follow the host's work are in every gap, vanilla's too), the device waited: the tail
+// becomes the whole gap. Otherwise the queued work covered the host: the tail shrinks by 5 %, so that it
+// follows a gap that shrinks. A gap longer than twice the bound plus the queued work is a pause (nothing to
+// compute), not host work, and changes nothing. The tail stays within [0, cap_us].
+static inline void ggml_xqueue_tail_adapt(double & tail_us, double host_us, double queued_us, double cap_us) {
+    constexpr double margin_us = 500.0;
+    if (cap_us <= 0.0) {
+        tail_us = 0.0;
+        return;
+    }
+    if (host_us > 2.0 * cap_us + queued_us) {
+        return;
+    }
+    if (host_us > queued_us + margin_us) {
+        tail_us = std::min(cap_us, std::max(tail_us, host_us));
+    } else {
+        tail_us = std::max(0.0, 0.95 * tail_us - 1.0);
+    }
+}

@@ -50,6 +50,7 @@ struct ggml_xqueue_knobs {
     int64_t             segment_us      = 400;  // GGML_XQUEUE_SEGMENT_US: GPU time budget of one segment
     ggml_xqueue_stream_priority stream_priority = GGML_XQUEUE_STREAM_PRIORITY_AUTO; // GGML_XQUEUE_STREAM_PRIORITY
     int64_t             window          = 2;    // GGML_XQUEUE_WINDOW: segments in flight (measurement only)
+    int64_t             tail_us         = 4000; // GGML_XQUEUE_TAIL_US: most GPU time queued across a compute's end
     bool                trace           = false; // GGML_XQUEUE_TRACE: a log line per timed compute (measurement only)
 };
 
@@ -57,6 +58,8 @@ constexpr int64_t GGML_XQUEUE_SEGMENT_US_MIN = 20;
 constexpr int64_t GGML_XQUEUE_SEGMENT_US_MAX = 100000;
 constexpr int64_t GGML_XQUEUE_WINDOW_MIN     = 1;
 constexpr int64_t GGML_XQUEUE_WINDOW_MAX     = 16;
+constexpr int64_t GGML_XQUEUE_TAIL_US_MIN    = 0;
+constexpr int64_t GGML_XQUEUE_TAIL_US_MAX    = 20000;
 
 // ggml_xqueue_knob_error() reports a bad GGML_XQUEUE_* value on one line and exits: a bad value is never
 // replaced by a default.
@@ -119,6 +122,10 @@ static inline ggml_xqueue_knobs ggml_xqueue_parse_knobs() {
     if (const char * v = env("GGML_XQUEUE_WINDOW")) {
         k.window = ggml_xqueue_int_knob("GGML_XQUEUE_WINDOW", v, GGML_XQUEUE_WINDOW_MIN, GGML_XQUEUE_WINDOW_MAX,
                                         "an integer number of segments in [1, 16]");
+    }
+    if (const char * v = env("GGML_XQUEUE_TAIL_US")) {
+        k.tail_us = ggml_xqueue_int_knob("GGML_XQUEUE_TAIL_US", v, GGML_XQUEUE_TAIL_US_MIN, GGML_XQUEUE_TAIL_US_MAX,
+                                         "an integer number of microseconds in [0, 20000]");
     }
     if (const char * v = env("GGML_XQUEUE_TRACE")) {
         k.trace = ggml_xqueue_switch_knob("GGML_XQUEUE_TRACE", v);

@@ -553,6 +553,9 @@ static json preemption_json(const XPreemptStats & p) {
         {"max_us",        p.max_us},
         {"buckets_le_us", bounds},
         {"buckets",       buckets},
+        {"open_units",    p.open_units},    // began while a unit was being launched (host time in the latency)
+        {"launch_sum_us", p.launch_sum_us},
+        {"launch_max_us", p.launch_max_us},
     };
 }
 

@@ -131,6 +131,8 @@ struct ggml_cuda_xqueue_plan {
     int64_t           ne1 = 0;           // the token count (for GGML_XQUEUE_TRACE)
     std::chrono::steady_clock::time_point last_start; // of the previous compute of this shape (trace)
     double            period_us = 0.0;   // host time between the last two computes' starts (trace)
+    double            seg_us    = 0.0;   // measured GPU time of a segment, on average (0 until measured)
+    double            tail_us   = 0.0;   // GPU time kept queued at the end of a compute (ggml_xqueue_tail_adapt)
 };
 
 // ggml_cuda_xqueue_segments holds a context's plans and its timing events (compute thread only).
@@ -147,6 +149,11 @@ struct ggml_cuda_xqueue_segments {
     int      pending_n       = 0;
     bool     pending_valid   = false; // false when a segment was captured (its time is the capture's)
     int      pending_launch[3] = { 0, 0, 0 }; // its segments replayed as CUDA graphs, captured, launched directly
+    // the last segmented compute, until the next one starts: its plan, when it returned and the GPU time it left
+    // in flight (the tail of that plan is corrected from the host time until the next compute)
+    ggml_cuda_xqueue_plan *               exit_plan = nullptr;
+    std::chrono::steady_clock::time_point exit_time;
+    double                                exit_queued_us = 0.0;
 };
 
 // ggml_cuda_xqueue_segment_uid() gives segment k of a plan a graph uid of its own: the same for the same
@@ -209,6 +216,7 @@ static void ggml_cuda_xqueue_collect(ggml_backend_cuda_context & ctx, ggml_cuda_
             splittable_us = std::max(splittable_us, measured[k]);
         }
     }
+    plan->seg_us = 1000.0 * total_ms / sg.pending_n;
     // the first sample corrects the model fully (the plan started from a class-wide guess), later ones halfway
     ggml_xqueue_rescale(plan->scale, sg.pending_cost, plan->starts, measured, plan->samples == 0 ? 1.0 : 0.5);
     plan->samples++;
@@ -219,10 +227,10 @@ static void ggml_cuda_xqueue_collect(ggml_backend_cuda_context & ctx, ggml_cuda_
         // GPU time of the compute against the host time between computes of the shape: the difference is the
         // time the device waited for the host (a gate's wake-up, or host work between graphs)
         GGML_LOG_WARN("xqueue-trace: %s tokens=%lld segments=%d gpu_us=%.0f longest_us=%.0f splittable_us=%.0f "
-                      "estimate_us=%.0f recut=%d period_us=%.0f replayed=%d captured=%d direct=%d\n", ctx.name.c_str(),
-                      (long long) plan->ne1, sg.pending_n, 1000.0 * total_ms, longest_us, splittable_us,
-                      plan->estimate_us, recut, plan->period_us, sg.pending_launch[0], sg.pending_launch[1],
-                      sg.pending_launch[2]);
+                      "estimate_us=%.0f recut=%d period_us=%.0f tail_us=%.0f replayed=%d captured=%d direct=%d\n",
+                      ctx.name.c_str(), (long long) plan->ne1, sg.pending_n, 1000.0 * total_ms, longest_us,
+                      splittable_us, plan->estimate_us, recut, plan->period_us, plan->tail_us, sg.pending_launch[0],
+                      sg.pending_launch[1], sg.pending_launch[2]);
     }
     if (plan->tuner.sample(splittable_us, recut, budget)) {
         GGML_LOG_DEBUG("%s: %s: %d segments, cut anew (longest splittable %.0f us, budget %.0f us, %d at the "
@@ -277,7 +285,16 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
         plan.computes = 0;
     }
     const int n = (int) plan.starts.size();
-    if (ggml_xqueue_get_knobs().trace) { // the host's period between computes of this shape, for the trace only
+    const ggml_xqueue_knobs & knobs = ggml_xqueue_get_knobs();
+    if (sg.exit_plan != nullptr) { // the host time since the last segmented compute returned corrects its tail
+        const double host_us =
+            std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - sg.exit_time).count();
+        ggml_xqueue_tail_adapt(sg.exit_plan->tail_us, host_us, sg.exit_queued_us, (double) knobs.tail_us);
+        sg.exit_plan = nullptr;
+    }
+    const double seg_us = plan.seg_us > 0.0 ? plan.seg_us : budget;
+    const int    tail_n = ggml_xqueue_tail_segments(plan.tail_us, seg_us, knobs.window, n);
+    if (knobs.trace) { // the host's period between computes of this shape, for the trace only
         const auto now = std::chrono::steady_clock::now();
         if (plan.computes > 0) {
             plan.period_us = std::chrono::duration<double, std::micro>(now - plan.last_start).count();
@@ -314,6 +331,9 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
         const bool warm_before = graph != nullptr && graph->warmup_complete;
         const bool inst_before = graph != nullptr && graph->instance != nullptr;
 #endif
+        if (k == n - tail_n) { // the tail: the last tail_n segments pass their gates at once
+            s.group.set_window(knobs.window + tail_n, 1);
+        }
         s.epoch++; // the segment's first gate admits it, later ones return at once
         part(&ctx, &view);
         s.group.unit_launched(); // a preemption from here to the next gate is seen to drain by the core
@@ -330,6 +350,9 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
             CUDA_CHECK(cudaEventRecord(sg.events[k + 1], stream));
         }
     }
+    sg.exit_plan      = &plan;
+    sg.exit_time      = std::chrono::steady_clock::now();
+    sg.exit_queued_us = ggml_xqueue_tail_queued_us(tail_n, seg_us, knobs.window);
     if (measure) {
         sg.pending         = &plan;
         sg.pending_version = plan.version;
@@ -507,6 +530,9 @@ void ggml_cuda_xqueue_compute(ggml_backend_cuda_context & ctx, ggml_cgraph * cgr
     if (launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT) {
         ggml_cuda_xqueue_compute_segments(ctx, cgraph, part);
     } else {
+        if (s.segments != nullptr) {
+            s.segments->exit_plan = nullptr; // no tail to correct across a compute launched otherwise
+        }
         s.epoch++;
         part(&ctx, cgraph);
         if (launch != GGML_CUDA_XQUEUE_LAUNCH_WHOLE || ggml_cuda_xqueue_preemptible(s)) {
