@@ -125,3 +125,18 @@ def test_cross_build_bad_arguments(tmp_path: Path, args: list[str], needle: str)
     args = [str(tmp_path / a) if a in ("OUT", "OTHER") else a for a in args]
     one_line_error(run("cross-build-cuda.sh", *args), needle)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--reps", "0"], "must be at least 1"),
+    (["--solo-reps", "0"], "must be at least 1"),
+    (["--a-tokens", "-3"], "must be at least 1"),
+])
+def test_two_servers_bench_bad_counts(tmp_path: Path, args: list[str], needle: str) -> None:
+    """two-servers-bench.py refuses counts below 1 before it sends anything (the servers need not exist)."""
+    out = tmp_path / "ab.json"
+    cp = subprocess.run(["python3", str(SCRIPTS / "effect" / "two-servers-bench.py"), "--a", "http://127.0.0.1:9",
+                         "--b", "http://127.0.0.1:9", "--out", str(out), *args],
+                        capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 2 and needle in cp.stderr and "Traceback" not in cp.stderr, cp.stderr
+    assert not out.exists()

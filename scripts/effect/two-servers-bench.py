@@ -53,12 +53,17 @@ def main() -> int:
     ap.add_argument("--a-tokens", type=int, default=256)
     ap.add_argument("--b-prompt-tokens", type=int, default=6300)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--solo-reps", type=int, help="A's requests alone (default: --reps); the server's decode rate "
+                    "of these (median) is the figure of a gate's cost, finer than the latency")
     ap.add_argument("--warmup-s", type=float, default=1.0, help="B runs this long before A's first request")
     ap.add_argument("--label", default="", help="name of the configuration, copied into the output")
     ap.add_argument("--out", help="write the result as JSON here")
     a = ap.parse_args()
+    solo_reps = a.reps if a.solo_reps is None else a.solo_reps
+    if a.reps < 1 or solo_reps < 1 or a.a_tokens < 1 or a.b_prompt_tokens < 1:
+        ap.error("--reps, --solo-reps, --a-tokens and --b-prompt-tokens must be at least 1")
     one_a(a.a, 8)  # warm-up of A's server
-    solo = [one_a(a.a, a.a_tokens) for _ in range(a.reps)]
+    solo = [one_a(a.a, a.a_tokens) for _ in range(solo_reps)]
     stop = threading.Event()
     seen: list[dict[str, float]] = []
     th = threading.Thread(target=b_loop, args=(a.b, a.b_prompt_tokens, stop, seen), daemon=True)
@@ -71,11 +76,13 @@ def main() -> int:
     med_solo = statistics.median(x["latency_s"] for x in solo)
     med_loaded = statistics.median(x["latency_s"] for x in loaded)
     res = {"label": a.label, "a_tokens": a.a_tokens, "b_prompt_tokens": a.b_prompt_tokens, "reps": a.reps,
-           "a_solo_s": med_solo, "a_with_b_s": med_loaded, "ratio": med_loaded / med_solo,
+           "solo_reps": solo_reps, "a_solo_s": med_solo, "a_with_b_s": med_loaded, "ratio": med_loaded / med_solo,
+           "a_solo_decode_tps": statistics.median(x["predicted_per_second"] for x in solo),
            "b_requests_during_a": b_during, "b_prompt_n": seen[0]["prompt_n"] if seen else None,
            "b_latency_s_median": statistics.median(x["latency_s"] for x in seen) if seen else None,
            "solo": solo, "with_b": loaded}
-    print(f"{a.label or 'A'}: solo {med_solo:.3f} s, next to B {med_loaded:.3f} s -> {res['ratio']:.3f}x "
+    print(f"{a.label or 'A'}: solo {med_solo:.3f} s ({res['a_solo_decode_tps']:.2f} tok/s decode, median of "
+          f"{solo_reps}), next to B {med_loaded:.3f} s -> {res['ratio']:.3f}x "
           f"(B: {b_during} prompts of {res['b_prompt_n']} tokens meanwhile)")
     if a.out:
         with open(a.out, "w") as f:

@@ -114,7 +114,7 @@ for url in sys.argv[1:]:
         except Exception: time.sleep(0.5)
     else: sys.exit(1)' http://127.0.0.1:8081 http://127.0.0.1:8082; then
             python3 scripts/effect/two-servers-bench.py --a http://127.0.0.1:8081 --b http://127.0.0.1:8082 \
-                --a-tokens 256 --b-prompt-tokens 6300 --reps 5 --label $label --out "$o/$label.json"
+                --a-tokens 256 --b-prompt-tokens 6300 --reps 5 --solo-reps 15 --label $label --out "$o/$label.json"
             if [ -n "$d" ]; then
                 python3 -m xsched_llama scheduler status --socket "$s" --json > "$o/status-$label.json" 2>&1
             fi

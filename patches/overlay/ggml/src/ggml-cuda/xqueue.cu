@@ -154,7 +154,58 @@ struct ggml_cuda_xqueue_segments {
     ggml_cuda_xqueue_plan *               exit_plan = nullptr;
     std::chrono::steady_clock::time_point exit_time;
     double                                exit_queued_us = 0.0;
+    // GGML_XQUEUE_TRACE of computes launched whole (a context nothing preempts): every 8th is timed, its line
+    // written at a later compute once its events are complete
+    cudaEvent_t whole_events[2] = { nullptr, nullptr };
+    bool        whole_pending   = false;
+    int64_t     whole_tokens    = 0;
+    uint32_t    whole_computes  = 0;
+    double      whole_period_us = 0.0;
+    std::chrono::steady_clock::time_point whole_last;
 };
+
+// ggml_cuda_xqueue_trace_whole() times one in eight computes launched whole (GGML_XQUEUE_TRACE): the GPU time of
+// the compute and the host time since the previous compute of the context, as a line like the segments' trace.
+// before: called before the compute is launched (true) or after (false).
+static void ggml_cuda_xqueue_trace_whole(ggml_backend_cuda_context & ctx, ggml_cgraph * cgraph, bool before) {
+    ggml_cuda_xqueue_state & s = ctx.xqueue;
+    if (s.segments == nullptr) {
+        s.segments = new ggml_cuda_xqueue_segments;
+    }
+    ggml_cuda_xqueue_segments & sg = *s.segments;
+    cudaStream_t stream = ctx.stream();
+    if (sg.whole_events[0] == nullptr) {
+        CUDA_CHECK(cudaEventCreate(&sg.whole_events[0]));
+        CUDA_CHECK(cudaEventCreate(&sg.whole_events[1]));
+    }
+    if (!before) {
+        if (sg.whole_pending && sg.whole_tokens < 0) { // this compute is the timed one
+            sg.whole_tokens = -sg.whole_tokens;
+            CUDA_CHECK(cudaEventRecord(sg.whole_events[1], stream));
+        }
+        return;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (sg.whole_computes > 0) {
+        sg.whole_period_us = std::chrono::duration<double, std::micro>(now - sg.whole_last).count();
+    }
+    sg.whole_last = now;
+    if (sg.whole_pending && sg.whole_tokens > 0 && cudaEventQuery(sg.whole_events[1]) == cudaSuccess) {
+        float ms = 0.0f;
+        if (cudaEventElapsedTime(&ms, sg.whole_events[0], sg.whole_events[1]) == cudaSuccess) {
+            GGML_LOG_WARN("xqueue-trace: %s whole tokens=%lld nodes=%d gpu_us=%.0f period_us=%.0f\n", ctx.name.c_str(),
+                          (long long) sg.whole_tokens, cgraph->n_nodes, 1000.0 * ms, sg.whole_period_us);
+        }
+        (void) cudaGetLastError();
+        sg.whole_pending = false;
+    }
+    if (!sg.whole_pending && sg.whole_computes % 8 == 0) {
+        sg.whole_pending = true;
+        sg.whole_tokens  = -std::max<int64_t>(1, cgraph->nodes[0]->ne[1]); // negative: recorded before, not after
+        CUDA_CHECK(cudaEventRecord(sg.whole_events[0], stream));
+    }
+    sg.whole_computes++;
+}
 
 // ggml_cuda_xqueue_segment_uid() gives segment k of a plan a graph uid of its own: the same for the same
 // parent graph, plan and segment (so upstream reuses the captured graph without comparing properties),
@@ -370,6 +421,11 @@ void ggml_cuda_xqueue_destroy(ggml_backend_cuda_context & ctx) {
         for (cudaEvent_t ev : s.segments->events) {
             (void) cudaEventDestroy(ev);
         }
+        for (cudaEvent_t ev : s.segments->whole_events) {
+            if (ev != nullptr) {
+                (void) cudaEventDestroy(ev);
+            }
+        }
         delete s.segments;
         s.segments = nullptr;
     }
@@ -533,8 +589,15 @@ void ggml_cuda_xqueue_compute(ggml_backend_cuda_context & ctx, ggml_cgraph * cgr
         if (s.segments != nullptr) {
             s.segments->exit_plan = nullptr; // no tail to correct across a compute launched otherwise
         }
+        const bool trace_whole = knobs.trace && launch == GGML_CUDA_XQUEUE_LAUNCH_WHOLE && cgraph->n_nodes > 0;
+        if (trace_whole) {
+            ggml_cuda_xqueue_trace_whole(ctx, cgraph, true);
+        }
         s.epoch++;
         part(&ctx, cgraph);
+        if (trace_whole) {
+            ggml_cuda_xqueue_trace_whole(ctx, cgraph, false);
+        }
         if (launch != GGML_CUDA_XQUEUE_LAUNCH_WHOLE || ggml_cuda_xqueue_preemptible(s)) {
             s.group.unit_launched();
         }
