@@ -57,11 +57,11 @@ def test_planner(plan_test: Path) -> None:
 
 def test_knob_defaults_and_values(plan_test: Path) -> None:
     assert _run(plan_test, "knobs").stdout.strip() == \
-        "preempt=segment segment_us=400 stream_priority=auto window=2 tail_us=4000 trace=0"
+        "preempt=segment segment_us=400 stream_priority=auto window=2 tail_us=0 trace=0"
     got = _run(plan_test, "knobs", env={"GGML_XQUEUE_PREEMPT": "node", "GGML_XQUEUE_SEGMENT_US": "20",
                                         "GGML_XQUEUE_STREAM_PRIORITY": "off", "GGML_XQUEUE_WINDOW": "16",
-                                        "GGML_XQUEUE_TAIL_US": "0", "GGML_XQUEUE_TRACE": "on"}).stdout.strip()
-    assert got == "preempt=node segment_us=20 stream_priority=off window=16 tail_us=0 trace=1"
+                                        "GGML_XQUEUE_TAIL_US": "4000", "GGML_XQUEUE_TRACE": "on"}).stdout.strip()
+    assert got == "preempt=node segment_us=20 stream_priority=off window=16 tail_us=4000 trace=1"
     assert "tail_us=20000 " in _run(plan_test, "knobs", env={"GGML_XQUEUE_TAIL_US": "20000"}).stdout
     for v, want in (("on", "on"), ("1", "on"), ("0", "off"), ("auto", "auto")):
         assert f"stream_priority={want} " in _run(plan_test, "knobs", env={"GGML_XQUEUE_STREAM_PRIORITY": v}).stdout

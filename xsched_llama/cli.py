@@ -280,8 +280,9 @@ def serve(ctx: click.Context, model_spec: str | None, host: str, port: int, inst
 @click.option("--group", metavar="NAME", help="Also let members of this group join (socket mode 0660).")
 @click.option("--max-processes", default=64, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--verbose", is_flag=True, help="Log every suspension and resumption.")
-@click.option("--poll", is_flag=True,
-              help="While a queue is Ready, poll for edges instead of sleeping (faster decisions, one core busy).")
+@click.option("--poll/--no-poll", default=True, show_default=True,
+              help="While a queue is Ready, poll for edges instead of sleeping until a doorbell rings: decisions "
+                   "without the daemon's wake-up, one CPU core busy while work runs.")
 @click.pass_context
 def scheduler(ctx: click.Context, sock: str | None, policy: str, timeslice_us: int, group: str | None,
               max_processes: int, verbose: bool, poll: bool) -> None:

@@ -60,7 +60,7 @@ def _prepare_dir(sock: Path, group: str | None) -> None:
 
 
 def daemon_command(sock: Path, policy: str = "hpf", timeslice_us: int = 5000, group: str | None = None,
-                   max_processes: int = 64, verbose: bool = False, poll: bool = False) -> list[str]:
+                   max_processes: int = 64, verbose: bool = False, poll: bool = True) -> list[str]:
     """daemon_command() is the xschedd command line for these settings."""
     if policy.lower() not in POLICIES:
         raise UsageError(f"unknown --policy {policy!r}: use hpf, wrr or none")

@@ -294,9 +294,13 @@ static void test_tail() {
     // it never grows over the bound
     ggml_xqueue_tail_adapt(tail, 6000.0, 450.0, cap);
     CHECK(std::fabs(tail - cap) < 1e-9);
-    // a pause (no next work for longer than twice the bound): nothing changes
+    // a pause (no next work for more than 20 ms): nothing changes
     ggml_xqueue_tail_adapt(tail, 50000.0, 450.0, cap);
     CHECK(std::fabs(tail - cap) < 1e-9);
+    // a small bound still follows gaps of several ms (they are host work, not pauses): 4 ms gaps, bound 1500
+    double small = 0.0;
+    ggml_xqueue_tail_adapt(small, 4000.0, 450.0, 1500.0);
+    CHECK(std::fabs(small - 1500.0) < 1e-9);
     // decode: host gaps shorter than the window's work: a tail decays to nothing and stays there
     for (int i = 0; i < 400; ++i) {
         ggml_xqueue_tail_adapt(tail, 300.0, 700.0, cap);

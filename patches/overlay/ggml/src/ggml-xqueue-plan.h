@@ -238,6 +238,12 @@ static inline std::vector<bool> ggml_xqueue_splittable(const std::vector<double>
 // the host time between computes and bounded by GGML_XQUEUE_TAIL_US, which is also the most a preemption can
 // wait for it.
 
+// ggml_xqueue_tail_tokens is the smallest token count of a graph that keeps a tail: prefill ubatches, whose host
+// work between computes (the attention mask above all) outlasts the window. Decode steps do not: the window
+// covers their host gaps (run 7: the normal instance decodes at 0.98-1.10 of vanilla without a tail), and a tail
+// there only lengthens their preemptions (run 8).
+constexpr int64_t ggml_xqueue_tail_tokens = 32;
+
 // ggml_xqueue_tail_segments() is how many of a compute's n last segments pass their gates at once so that
 // about tail_us of GPU time is in flight at its end, when a segment takes seg_us and `window` segments are in
 // flight anyway (the oldest of them half done); at most n - 1 (the first segment is always gated).
@@ -262,16 +268,19 @@ static inline double ggml_xqueue_tail_queued_us(int m, double seg_us, int64_t wi
 // compute of the plan and the start of the next compute, while queued_us of GPU time was in flight at that
 // end. When the gap outlasts the queued work by more than the margin (500 us: the synchronization and the
 // input copies that follow the host's work are in every gap, vanilla's too), the device waited: the tail
-// becomes the whole gap. Otherwise the queued work covered the host: the tail shrinks by 5 %, so that it
-// follows a gap that shrinks. A gap longer than twice the bound plus the queued work is a pause (nothing to
-// compute), not host work, and changes nothing. The tail stays within [0, cap_us].
+// becomes the whole gap (at most the bound). Otherwise the queued work covered the host: the tail shrinks by
+// 5 %, so that it follows a gap that shrinks. A gap of more than 20 ms (or twice the bound) beyond the queued
+// work is a pause (nothing to compute), not host work, and changes nothing. (Run 8 measured an earlier rule that
+// took twice the bound alone: with a bound of 1500 us the 4 ms gaps between 8B prefill ubatches counted as
+// pauses.) The tail stays within [0, cap_us].
 static inline void ggml_xqueue_tail_adapt(double & tail_us, double host_us, double queued_us, double cap_us) {
     constexpr double margin_us = 500.0;
+    constexpr double pause_us  = 20000.0;
     if (cap_us <= 0.0) {
         tail_us = 0.0;
         return;
     }
-    if (host_us > 2.0 * cap_us + queued_us) {
+    if (host_us > std::max(pause_us, 2.0 * cap_us) + queued_us) {
         return;
     }
     if (host_us > queued_us + margin_us) {

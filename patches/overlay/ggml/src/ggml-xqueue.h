@@ -50,7 +50,8 @@ struct ggml_xqueue_knobs {
     int64_t             segment_us      = 400;  // GGML_XQUEUE_SEGMENT_US: GPU time budget of one segment
     ggml_xqueue_stream_priority stream_priority = GGML_XQUEUE_STREAM_PRIORITY_AUTO; // GGML_XQUEUE_STREAM_PRIORITY
     int64_t             window          = 2;    // GGML_XQUEUE_WINDOW: segments in flight (measurement only)
-    int64_t             tail_us         = 4000; // GGML_XQUEUE_TAIL_US: most GPU time queued across a compute's end
+    int64_t             tail_us         = 0;    // GGML_XQUEUE_TAIL_US: most GPU time queued across a compute's end
+                                                // (0: off; run 8: batch prefill against the interactive tail)
     bool                trace           = false; // GGML_XQUEUE_TRACE: a log line per timed compute (measurement only)
 };
 

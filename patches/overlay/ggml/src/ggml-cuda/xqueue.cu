@@ -344,7 +344,7 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
         sg.exit_plan = nullptr;
     }
     const double seg_us = plan.seg_us > 0.0 ? plan.seg_us : budget;
-    const int    tail_n = ggml_xqueue_tail_segments(plan.tail_us, seg_us, knobs.window, n);
+    const int    tail_n = key.ne1 >= ggml_xqueue_tail_tokens ? ggml_xqueue_tail_segments(plan.tail_us, seg_us, knobs.window, n) : 0;
     if (knobs.trace) { // the host's period between computes of this shape, for the trace only
         const auto now = std::chrono::steady_clock::now();
         if (plan.computes > 0) {
