@@ -205,9 +205,13 @@ def test_xsched_get(srv: ServerProcess) -> None:
             assert set(q) >= {"name", "priority", "weight", "state", "suspended", "in_flight", "units", "suspended_us",
                               "group", "preemption"}
             p = q["preemption"]
-            assert set(p) == {"count", "measured", "sum_us", "max_us", "buckets_le_us", "buckets"}
+            assert set(p) == {"count", "measured", "sum_us", "max_us", "buckets_le_us", "buckets", "open_units",
+                              "launch_sum_us", "launch_max_us"}
             assert len(p["buckets"]) == len(p["buckets_le_us"]) + 1 and sum(p["buckets"]) == p["measured"]
             assert p["measured"] <= p["count"]
+            # the host part of the preemptions that found a unit being launched is within their latency
+            assert p["open_units"] <= p["measured"] and p["launch_max_us"] <= p["max_us"]
+            assert p["launch_sum_us"] <= p["sum_us"]
         # every queue of one instance is in that instance's scheduling group, and the groups differ
         groups = {q["name"].split("/")[0]: set() for q in snap["queues"]}
         for q in snap["queues"]:
