@@ -10,7 +10,9 @@
 // so a preemption waits for at most about two segments. Timing events around the segments of sampled computes
 // correct the cost model per node, and a graph is cut anew when its segments measure over the budget or when
 // clearly fewer would do. GGML_XQUEUE_PREEMPT=node|graph select the two
-// alternatives for measurement (docs/knobs.md).
+// alternatives for measurement (docs/knobs.md). GGML_XQUEUE_TAIL_US (off by default) lets the last segments of a
+// prefill compute pass their gates at once, so that the host's work before the next ubatch overlaps GPU work
+// (run 8: prefill at vanilla's speed, at the cost of longer preemptions at the end of a compute).
 #ifdef GGML_USE_XQUEUE
 
 #include "common.cuh"
