@@ -157,9 +157,10 @@ struct ggml_cuda_xqueue_segments {
     std::chrono::steady_clock::time_point exit_time;
     double                                exit_queued_us = 0.0;
     // GGML_XQUEUE_TRACE of computes launched whole (a context nothing preempts): every 8th is timed, its line
-    // written at a later compute once its events are complete
+    // written at a later compute once its events are complete. whole_stage: 0 none timed, 1 its start event is
+    // recorded (the compute is being launched), 2 its end event too (the line is due)
     cudaEvent_t whole_events[2] = { nullptr, nullptr };
-    bool        whole_pending   = false;
+    int         whole_stage     = 0;
     int64_t     whole_tokens    = 0;
     uint32_t    whole_computes  = 0;
     double      whole_period_us = 0.0;
@@ -181,9 +182,9 @@ static void ggml_cuda_xqueue_trace_whole(ggml_backend_cuda_context & ctx, ggml_c
         CUDA_CHECK(cudaEventCreate(&sg.whole_events[1]));
     }
     if (!before) {
-        if (sg.whole_pending && sg.whole_tokens < 0) { // this compute is the timed one
-            sg.whole_tokens = -sg.whole_tokens;
+        if (sg.whole_stage == 1) { // this compute is the timed one
             CUDA_CHECK(cudaEventRecord(sg.whole_events[1], stream));
+            sg.whole_stage = 2;
         }
         return;
     }
@@ -192,19 +193,19 @@ static void ggml_cuda_xqueue_trace_whole(ggml_backend_cuda_context & ctx, ggml_c
         sg.whole_period_us = std::chrono::duration<double, std::micro>(now - sg.whole_last).count();
     }
     sg.whole_last = now;
-    if (sg.whole_pending && sg.whole_tokens > 0 && cudaEventQuery(sg.whole_events[1]) == cudaSuccess) {
+    if (sg.whole_stage == 2 && cudaEventQuery(sg.whole_events[1]) == cudaSuccess) {
         float ms = 0.0f;
         if (cudaEventElapsedTime(&ms, sg.whole_events[0], sg.whole_events[1]) == cudaSuccess) {
             GGML_LOG_WARN("xqueue-trace: %s whole tokens=%lld nodes=%d gpu_us=%.0f period_us=%.0f\n", ctx.name.c_str(),
                           (long long) sg.whole_tokens, cgraph->n_nodes, 1000.0 * ms, sg.whole_period_us);
         }
         (void) cudaGetLastError();
-        sg.whole_pending = false;
+        sg.whole_stage = 0;
     }
-    if (!sg.whole_pending && sg.whole_computes % 8 == 0) {
-        sg.whole_pending = true;
-        sg.whole_tokens  = -std::max<int64_t>(1, cgraph->nodes[0]->ne[1]); // negative: recorded before, not after
+    if (sg.whole_stage == 0 && sg.whole_computes % 8 == 0) {
+        sg.whole_tokens = std::max<int64_t>(1, cgraph->nodes[0]->ne[1]);
         CUDA_CHECK(cudaEventRecord(sg.whole_events[0], stream));
+        sg.whole_stage = 1;
     }
     sg.whole_computes++;
 }
@@ -339,6 +340,7 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
     }
     const int n = (int) plan.starts.size();
     const ggml_xqueue_knobs & knobs = ggml_xqueue_get_knobs();
+    const bool tail = knobs.tail_us > 0 && key.ne1 >= ggml_xqueue_tail_tokens; // GGML_XQUEUE_TAIL_US (off: no work)
     if (sg.exit_plan != nullptr) { // the host time since the last segmented compute returned corrects its tail
         const double host_us =
             std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - sg.exit_time).count();
@@ -346,7 +348,7 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
         sg.exit_plan = nullptr;
     }
     const double seg_us = plan.seg_us > 0.0 ? plan.seg_us : budget;
-    const int    tail_n = key.ne1 >= ggml_xqueue_tail_tokens ? ggml_xqueue_tail_segments(plan.tail_us, seg_us, knobs.window, n) : 0;
+    const int    tail_n = tail ? ggml_xqueue_tail_segments(plan.tail_us, seg_us, knobs.window, n) : 0;
     if (knobs.trace) { // the host's period between computes of this shape, for the trace only
         const auto now = std::chrono::steady_clock::now();
         if (plan.computes > 0) {
@@ -403,9 +405,11 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
             CUDA_CHECK(cudaEventRecord(sg.events[k + 1], stream));
         }
     }
-    sg.exit_plan      = &plan;
-    sg.exit_time      = std::chrono::steady_clock::now();
-    sg.exit_queued_us = ggml_xqueue_tail_queued_us(tail_n, seg_us, knobs.window);
+    if (tail) { // the host time until the next segmented compute corrects this shape's tail
+        sg.exit_plan      = &plan;
+        sg.exit_time      = std::chrono::steady_clock::now();
+        sg.exit_queued_us = ggml_xqueue_tail_queued_us(tail_n, seg_us, knobs.window);
+    }
     if (measure) {
         sg.pending         = &plan;
         sg.pending_version = plan.version;
