@@ -46,6 +46,7 @@ struct server_instance {
     std::atomic<int32_t> weight{SERVER_WEIGHT_MIN};
     std::atomic<int>     pending{0}; // routed HTTP requests not yet answered
     std::atomic<int>     n_slots{0};
+    bool                 kv_unified = false; // one KV cache for all its slots (server_instance_kv_cache); set at load
     server_decode_guard  decode_guard; // lets cancels abort the running decode (issue 11, D3)
 
     server_queue &    queue_tasks;
@@ -92,7 +93,7 @@ struct server_instance {
     void close_pending();
 
     // to_json() is the instance's row of GET /xsched and GET /props "instances": id, name, priority, weight,
-    // n_slots, pending and the admission fields
+    // n_slots, kv_unified, pending and the admission fields
     json to_json() const;
 
     // tag() adds the instance's fields (instance, name, priority) to one of its GET /slots rows
