@@ -27,6 +27,40 @@ private:
     std::shared_ptr<CudaEventPool> pool_;
 };
 
+// The two stream memory operations, from the driver (no link against libcuda).
+using WaitValueFn = int (*)(cudaStream_t, unsigned long long, uint32_t, unsigned);
+using WriteValueFn = int (*)(cudaStream_t, unsigned long long, uint32_t, unsigned);
+constexpr unsigned kWaitGeq = 0x0;     // CU_STREAM_WAIT_VALUE_GEQ: (int32_t)(*addr - value) >= 0
+constexpr unsigned kWriteDefault = 0x0;  // CU_STREAM_WRITE_VALUE_DEFAULT: after the work before it
+
+struct StreamMemOps {
+    WaitValueFn wait = nullptr;
+    WriteValueFn write = nullptr;
+};
+
+void *DriverSymbol(const char *name) {
+    void *fn = nullptr;
+    cudaDriverEntryPointQueryResult status = cudaDriverEntryPointSymbolNotFound;
+#if CUDART_VERSION >= 12050
+    if (cudaGetDriverEntryPointByVersion(name, &fn, 12000, cudaEnableDefault, &status) != cudaSuccess) fn = nullptr;
+#else
+    if (cudaGetDriverEntryPoint(name, &fn, cudaEnableDefault, &status) != cudaSuccess) fn = nullptr;
+#endif
+    if (status != cudaDriverEntryPointSuccess) fn = nullptr;
+    (void)cudaGetLastError();
+    return fn;
+}
+
+const StreamMemOps &MemOps() {
+    static const StreamMemOps ops = [] {
+        StreamMemOps o;
+        o.wait = reinterpret_cast<WaitValueFn>(DriverSymbol("cuStreamWaitValue32"));
+        o.write = reinterpret_cast<WriteValueFn>(DriverSymbol("cuStreamWriteValue32"));
+        return o;
+    }();
+    return ops;
+}
+
 // StreamMap() maps registered streams to their HwQueue handles.
 std::map<void *, HwQueueHandle> &StreamMap() {
     static auto *m = new std::map<void *, HwQueueHandle>;
@@ -63,6 +97,79 @@ CudaQueue::CudaQueue(cudaStream_t stream, int device, CudaSyncMode mode)
       mode_(mode),
       pool_(std::make_shared<CudaEventPool>(cudaEventDisableTiming |
                                             (mode == CudaSyncMode::kBlock ? cudaEventBlockingSync : 0u))) {}
+
+CudaQueue::~CudaQueue() {
+    if (words_ != nullptr) {
+        words_[0] = words_[2] + 0x40000000u;  // nothing waits on a queue that goes (the owner synchronized it)
+        (void)cudaFreeHost(const_cast<uint32_t *>(words_));
+    }
+}
+
+bool CudaQueue::CanDeactivate() {
+    Lock l(mu_);
+    if (probed_) return capable_;
+    probed_ = true;
+    const StreamMemOps &ops = MemOps();
+    if (ops.wait == nullptr || ops.write == nullptr) return false;
+    void *p = nullptr;
+    if (cudaHostAlloc(&p, 64, cudaHostAllocMapped | cudaHostAllocPortable) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    void *d = nullptr;
+    if (cudaHostGetDevicePointer(&d, p, 0) != cudaSuccess) {
+        (void)cudaGetLastError();
+        (void)cudaFreeHost(p);
+        return false;
+    }
+    auto *w = static_cast<volatile uint32_t *>(p);
+    w[0] = 0;
+    w[1] = 0;
+    w[2] = 0;
+    const auto dw = reinterpret_cast<unsigned long long>(d);
+    // probe: a wait that holds already and a write; both must be accepted on this stream
+    if (ops.wait(stream_, dw, 0, kWaitGeq) != 0 || ops.write(stream_, dw + 8, 0, kWriteDefault) != 0) {
+        (void)cudaGetLastError();
+        (void)cudaFreeHost(p);
+        return false;
+    }
+    words_ = w;
+    dwords_ = dw;
+    capable_ = true;
+    return true;
+}
+
+XResult CudaQueue::LaunchBarrier(uint32_t seq) {
+    if (words_ == nullptr) return kXSchedErrorNotSupported;
+    const StreamMemOps &ops = MemOps();
+    if (ops.wait(stream_, dwords_, seq, kWaitGeq) != 0 || ops.write(stream_, dwords_ + 4, seq, kWriteDefault) != 0) {
+        (void)cudaGetLastError();
+        return kXSchedErrorHardware;
+    }
+    return kXSchedSuccess;
+}
+
+XResult CudaQueue::LaunchDone(uint32_t seq) {
+    if (words_ == nullptr) return kXSchedErrorNotSupported;
+    if (MemOps().write(stream_, dwords_ + 8, seq, kWriteDefault) != 0) {
+        (void)cudaGetLastError();
+        return kXSchedErrorHardware;
+    }
+    return kXSchedSuccess;
+}
+
+void CudaQueue::Release(uint32_t seq) {
+    if (words_ == nullptr) return;
+    __atomic_store_n(const_cast<uint32_t *>(&words_[0]), seq, __ATOMIC_RELEASE);
+}
+
+uint32_t CudaQueue::Started() {
+    return words_ != nullptr ? __atomic_load_n(const_cast<uint32_t *>(&words_[1]), __ATOMIC_ACQUIRE) : 0;
+}
+
+uint32_t CudaQueue::Done() {
+    return words_ != nullptr ? __atomic_load_n(const_cast<uint32_t *>(&words_[2]), __ATOMIC_ACQUIRE) : 0;
+}
 
 XResult CudaQueue::RecordMarker(std::shared_ptr<Marker> *out) {
     cudaEvent_t ev;

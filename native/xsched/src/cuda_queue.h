@@ -40,7 +40,7 @@ public:
     // CudaQueue() wraps `stream` of `device`.
     CudaQueue(cudaStream_t stream, int device, CudaSyncMode mode);
     // ~CudaQueue() releases the pool (events still held by markers live on).
-    ~CudaQueue() override = default;
+    ~CudaQueue() override;
     CudaQueue(const CudaQueue &) = delete;
     CudaQueue &operator=(const CudaQueue &) = delete;
 
@@ -48,12 +48,27 @@ public:
     XResult WaitMarker(Marker &m, const std::atomic<bool> &cancel) override;
     XResult Synchronize() override;
     void OnWorkerStart() override;
+    // Level 2 with CUDA stream memory operations: a barrier is cuStreamWaitValue32 on a word of mapped host
+    // memory that Release() stores to; Started and Done are cuStreamWriteValue32 into two more words.
+    bool CanDeactivate() override;
+    XResult LaunchBarrier(uint32_t seq) override;
+    XResult LaunchDone(uint32_t seq) override;
+    void Release(uint32_t seq) override;
+    uint32_t Started() override;
+    uint32_t Done() override;
 
 private:
     const cudaStream_t stream_;
     const int device_;
     const CudaSyncMode mode_;
     const std::shared_ptr<CudaEventPool> pool_;
+    // the barrier words (released, started, done) in mapped pinned memory, and their device address;
+    // probed_/capable_ under mu_ (the first CanDeactivate() allocates them)
+    Mutex mu_;
+    bool probed_ XSCHED_GUARDED_BY(mu_) = false;
+    bool capable_ XSCHED_GUARDED_BY(mu_) = false;
+    volatile uint32_t *words_ = nullptr;
+    unsigned long long dwords_ = 0;
 };
 
 }  // namespace xsched

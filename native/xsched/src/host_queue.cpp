@@ -2,6 +2,7 @@
 #include "host_queue.h"
 
 #include <cstdlib>
+#include <memory>
 
 #include "registry.h"
 #include "xsched/host.h"
@@ -19,9 +20,52 @@ public:
 
 }  // namespace
 
-HostQueue::HostQueue() : thread_([this] { Run(); }) {}
+// Marks are a host queue's barrier words; a barrier task waits on `cv` for its release.
+struct HostQueue::Marks {
+    Mutex mu;
+    std::condition_variable cv;
+    uint32_t released XSCHED_GUARDED_BY(mu) = 0;
+    uint32_t started XSCHED_GUARDED_BY(mu) = 0;
+    uint32_t done XSCHED_GUARDED_BY(mu) = 0;
+    bool stop XSCHED_GUARDED_BY(mu) = false;  // the queue is going: barriers pass
+};
+
+namespace {
+
+// MarkTask is the data of one barrier or done task.
+struct MarkTask {
+    std::shared_ptr<HostQueue::Marks> marks;
+    uint32_t seq;
+};
+
+// Reached() is the cyclic comparison of the barriers: mark has reached seq.
+bool Reached(uint32_t mark, uint32_t seq) { return static_cast<int32_t>(mark - seq) >= 0; }
+
+XResult BarrierTask(HwQueueHandle, void *data) {
+    std::unique_ptr<MarkTask> t(static_cast<MarkTask *>(data));
+    Lock l(t->marks->mu);
+    while (!t->marks->stop && !Reached(t->marks->released, t->seq)) l.Wait(t->marks->cv);
+    t->marks->started = t->seq;
+    return kXSchedSuccess;
+}
+
+XResult DoneTask(HwQueueHandle, void *data) {
+    std::unique_ptr<MarkTask> t(static_cast<MarkTask *>(data));
+    Lock l(t->marks->mu);
+    t->marks->done = t->seq;
+    return kXSchedSuccess;
+}
+
+}  // namespace
+
+HostQueue::HostQueue() : marks_(std::make_shared<Marks>()), thread_([this] { Run(); }) {}
 
 HostQueue::~HostQueue() {
+    {
+        Lock m(marks_->mu);
+        marks_->stop = true;
+    }
+    marks_->cv.notify_all();
     {
         Lock l(mu_);
         stop_ = true;
@@ -83,6 +127,38 @@ XResult HostQueue::Synchronize() {
     const uint64_t pos = enqueued_;
     while (executed_ < pos) l.Wait(done_cv_);
     return kXSchedSuccess;
+}
+
+XResult HostQueue::LaunchBarrier(uint32_t seq) {
+    auto *t = new MarkTask{marks_, seq};
+    const XResult r = LaunchHost(BarrierTask, t);
+    if (r != kXSchedSuccess) delete t;
+    return r;
+}
+
+XResult HostQueue::LaunchDone(uint32_t seq) {
+    auto *t = new MarkTask{marks_, seq};
+    const XResult r = LaunchHost(DoneTask, t);
+    if (r != kXSchedSuccess) delete t;
+    return r;
+}
+
+void HostQueue::Release(uint32_t seq) {
+    {
+        Lock l(marks_->mu);
+        marks_->released = seq;
+    }
+    marks_->cv.notify_all();
+}
+
+uint32_t HostQueue::Started() {
+    Lock l(marks_->mu);
+    return marks_->started;
+}
+
+uint32_t HostQueue::Done() {
+    Lock l(marks_->mu);
+    return marks_->done;
 }
 
 void HostQueue::WakeWaiters() {

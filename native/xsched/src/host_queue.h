@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <thread>
 
 #include "hw_queue.h"
@@ -29,6 +30,15 @@ public:
     XResult Synchronize() override;
     void WakeWaiters() override;
     bool OnOwnThread() const override { return thread_.get_id() == std::this_thread::get_id(); }
+    struct Marks;  // the barrier words (host_queue.cpp), shared with the barrier tasks
+    // Level 2 on the host: a barrier is a task that waits for its release (the executor stands still, as a
+    // device would), Done() is written by a task.
+    bool CanDeactivate() override { return true; }
+    XResult LaunchBarrier(uint32_t seq) override;
+    XResult LaunchDone(uint32_t seq) override;
+    void Release(uint32_t seq) override;
+    uint32_t Started() override;
+    uint32_t Done() override;
 
 private:
     struct Task {
@@ -45,6 +55,7 @@ private:
     uint64_t enqueued_ XSCHED_GUARDED_BY(mu_) = 0;  // tasks launched so far
     uint64_t executed_ XSCHED_GUARDED_BY(mu_) = 0;  // tasks whose callback returned
     bool stop_ XSCHED_GUARDED_BY(mu_) = false;
+    std::shared_ptr<Marks> marks_;
     std::thread thread_;
 };
 

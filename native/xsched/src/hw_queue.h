@@ -44,6 +44,28 @@ public:
     // OnOwnThread() tells whether the caller runs on the platform's own executor (a host queue's callback).
     virtual bool OnOwnThread() const { return false; }
 
+    // Level 2 (deactivate): units wait on the device behind barriers that the host releases, so the host may
+    // launch ahead while a suspension still stops the device between two units, whatever the launching thread
+    // is doing. Sequence numbers are 32 bits and compare cyclically. All NotSupported/no-ops by default.
+    // CanDeactivate() tells whether the queue has device barriers (probed once).
+    virtual bool CanDeactivate() { return false; }
+    // LaunchBarrier() makes what is launched next wait on the device until Release() has released `seq`
+    // (released means (int32_t)(released - seq) >= 0); the device then writes seq to Started().
+    virtual XResult LaunchBarrier(uint32_t seq) {
+        (void)seq;
+        return kXSchedErrorNotSupported;
+    }
+    // LaunchDone() makes the device write seq to Done() once the work launched before it is complete.
+    virtual XResult LaunchDone(uint32_t seq) {
+        (void)seq;
+        return kXSchedErrorNotSupported;
+    }
+    // Release() releases every barrier up to seq (it may lower the mark: barriers not yet passed then wait).
+    virtual void Release(uint32_t seq) { (void)seq; }
+    // Started() and Done() read the last sequence numbers the device wrote.
+    virtual uint32_t Started() { return 0; }
+    virtual uint32_t Done() { return 0; }
+
     // handle is the registry handle; set once when registered.
     HwQueueHandle handle = 0;
     // bound_xqueue is the XQueue created on this queue (0 if none); guarded by BindMutex().

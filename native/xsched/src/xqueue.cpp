@@ -69,7 +69,7 @@ XResult XQueue::GateLocked(Lock &l, bool force) {
                 r = kXSchedErrorAborted;
                 break;
             }
-            if (Blocked()) {
+            if (Blocked() && !deactivate_) {  // Level 2: admitted, held on the device
                 if (!blocked) t0 = Clock::now();
                 blocked = true;
                 if (drain_pending_) {
@@ -98,7 +98,7 @@ XResult XQueue::GateLocked(Lock &l, bool force) {
             markers_.push_back(PendingMarker{launched_, std::move(m)});
             last_marker_ = launched_;
         }
-        if (launched_ - completed_ >= static_cast<uint64_t>(threshold_)) {
+        if (launched_ - completed_ >= static_cast<uint64_t>(deactivate_ ? ahead_ : threshold_)) {
             if (markers_.empty()) {  // e.g. threshold lowered: cover everything launched
                 std::shared_ptr<Marker> m;
                 r = hwq_->RecordMarker(&m);
@@ -126,10 +126,63 @@ XResult XQueue::GateLocked(Lock &l, bool force) {
             // force and cancelled: admit without waiting (destroy drains).
         }
         ++launched_;
+        if (deactivate_) {
+            // the unit waits on the device until released: now, or at the resume when held
+            const uint32_t seq = static_cast<uint32_t>(launched_);
+            if (hwq_->LaunchBarrier(seq) != kXSchedSuccess) {
+                deactivate_ = false;  // Level 1 from here on; nothing is held
+                held_ = false;
+                hwq_->Release(seq);
+            } else if (!held_) {
+                hwq_->Release(seq);
+            }
+        }
         break;
     }
     if (blocked) gate_blocked_us_ += MicrosSince(t0);
     return r;
+}
+
+XResult XQueue::SetDeactivate(bool on, int64_t ahead) {
+    Lock l(mu_);
+    if (destroyed_) return kXSchedErrorNotFound;
+    if (!on) {
+        if (deactivate_) {
+            deactivate_ = false;
+            ApplyHoldLocked();
+            hwq_->Release(static_cast<uint32_t>(launched_));
+        }
+        return kXSchedSuccess;
+    }
+    if (ahead < 1 || ahead > 65536) return kXSchedErrorInvalidValue;
+    if (gslot_ != nullptr || !hwq_->CanDeactivate()) return kXSchedErrorNotSupported;
+    ahead_ = ahead;
+    if (!deactivate_) {
+        // a boundary: the device writes Started and Done behind everything launched at Level 1, so that the
+        // two words agree whenever the device has nothing of this queue running
+        const uint32_t seq = static_cast<uint32_t>(launched_);
+        hwq_->Release(seq);
+        if (hwq_->LaunchBarrier(seq) != kXSchedSuccess || hwq_->LaunchDone(seq) != kXSchedSuccess) {
+            return kXSchedErrorHardware;
+        }
+        deactivate_ = true;
+        held_ = false;
+    }
+    ApplyHoldLocked();
+    return kXSchedSuccess;
+}
+
+void XQueue::ApplyHoldLocked() {
+    const bool want = deactivate_ && Blocked() && !aborted_ && !destroyed_;
+    if (want == held_) return;
+    held_ = want;
+    // held: barriers the device has not passed wait (the unit it runs ends, none after it starts)
+    hwq_->Release(held_ ? hwq_->Done() : static_cast<uint32_t>(launched_));
+}
+
+bool XQueue::DeviceStoppedLocked() {
+    const uint32_t done = hwq_->Done();
+    return done == hwq_->Started() || done == static_cast<uint32_t>(launched_);
 }
 
 XResult XQueue::WaitDrainLocked(Lock &l) {
@@ -155,6 +208,10 @@ XResult XQueue::WaitDrainLocked(Lock &l) {
 
 void XQueue::NoteCompletedLocked() {
     if (!drain_pending_ || completed_ < drain_target_) return;
+    FinishDrainLocked();
+}
+
+void XQueue::FinishDrainLocked() {
     drain_pending_ = false;
     UpdateDrainCancel();
     const uint64_t us = MicrosSince(drain_since_);
@@ -207,6 +264,9 @@ XResult XQueue::UnitLaunched() {
     Lock l(mu_);
     if (destroyed_) return kXSchedErrorNotFound;
     CloseUnitLocked();
+    if (deactivate_ && launched_ > 0) {
+        (void)hwq_->LaunchDone(static_cast<uint32_t>(launched_));  // Level 2: the device writes Done after it
+    }
     if (launched_ > completed_ && launched_ > last_marker_) {
         std::shared_ptr<Marker> m;
         XResult r = hwq_->RecordMarker(&m);
@@ -219,6 +279,16 @@ XResult XQueue::UnitLaunched() {
 }
 
 void XQueue::ObserveDrainLocked() {
+    if (drain_pending_ && held_) {  // Level 2: the device's words tell when it stopped
+        if (DeviceStoppedLocked()) {
+            FinishDrainLocked();
+        } else if (!observe_poll_) {
+            observe_poll_ = true;
+            if (!observer_.joinable()) observer_ = std::thread([this] { ObserverLoop(); });
+            observer_cv_.notify_one();
+        }
+        return;
+    }
     if (!drain_pending_ || markers_.empty() || markers_.back().pos < drain_target_) return;
     if (!observe_.empty() && observe_.back().pos >= markers_.back().pos) return;  // handed already
     observe_.push_back(markers_.back());
@@ -230,8 +300,22 @@ void XQueue::ObserverLoop() {
     hwq_->OnWorkerStart();
     Lock l(mu_);
     for (;;) {
-        while (observe_.empty() && !destroyed_) l.Wait(observer_cv_);
+        while (observe_.empty() && !observe_poll_ && !destroyed_) l.Wait(observer_cv_);
         if (destroyed_) return;
+        if (observe_poll_) {
+            // a held Level-2 drain: poll the device's words (a unit is ~0.1-1 ms; 10 us steps)
+            if (!drain_pending_ || !held_) {
+                observe_poll_ = false;
+            } else if (DeviceStoppedLocked()) {
+                FinishDrainLocked();
+                observe_poll_ = false;
+            } else {
+                l.Unlock();
+                std::this_thread::sleep_for(std::chrono::microseconds(10));
+                l.Relock();
+            }
+            continue;
+        }
         PendingMarker pm = observe_.front();
         observe_.pop_front();
         if (!drain_pending_ || completed_ >= pm.pos) continue;  // seen meanwhile, or resumed
@@ -279,6 +363,7 @@ void XQueue::SetAbort(bool abort) {
         aborted_ = abort;
         wake_.store(aborted_ || destroyed_);
         UpdateDrainCancel();
+        ApplyHoldLocked();  // aborted: nothing stays held on the device
         cv_.notify_all();
         if (gslot_ != nullptr) global::Bump(&gslot_->wake_seq);
     }
@@ -315,6 +400,7 @@ void XQueue::SetUserSuspended(bool s) {
     bool was = Blocked();
     user_suspended_ = s;
     UpdateSuspendClock(was);
+    ApplyHoldLocked();
 }
 
 bool XQueue::SetSchedSuspended(bool s) {
@@ -325,6 +411,7 @@ bool XQueue::SetSchedSuspended(bool s) {
         bool was = Blocked();
         sched_suspended_ = s;
         UpdateSuspendClock(was);
+        ApplyHoldLocked();
         if (s && launched_ > completed_ && !destroyed_) {
             // a preemption: units are (or may be) in flight
             BeginDrainLocked(Clock::now());
@@ -469,6 +556,7 @@ void XQueue::MarkDestroyed() {
         destroyed_ = true;
         wake_.store(true);
         UpdateDrainCancel();
+        ApplyHoldLocked();
         worker_stop_ = true;
         cv_.notify_all();
         worker_cv_.notify_all();
@@ -512,6 +600,11 @@ void XQueue::AttachGlobal(global::Slot *slot) {
     Lock l(mu_);
     global::Slot *old = gslot_;
     gslot_ = slot;
+    if (slot != nullptr && deactivate_) {  // Level 2 is local only: the daemon's suspensions hold the gate
+        deactivate_ = false;
+        ApplyHoldLocked();
+        hwq_->Release(static_cast<uint32_t>(launched_));
+    }
     gepoch_ = slot != nullptr ? slot->suspend_epoch.load(std::memory_order_acquire) : 0;
     cv_.notify_all();
     if (old != nullptr) global::Bump(&old->wake_seq);  // a gate waiting on the old slot looks again

@@ -61,6 +61,8 @@ public:
     XResult SetLaunchConfig(int64_t threshold, int64_t batch_size);
     // GetLaunchConfig() reads threshold/batch.
     void GetLaunchConfig(int64_t *threshold, int64_t *batch_size);
+    // SetDeactivate() is XQueueSetLevel: Level 2 (on) or Level 1 (off); on the launching thread.
+    XResult SetDeactivate(bool on, int64_t ahead);
     // SetUserSuspended() is XQueueSuspend/XQueueResume (independent of the scheduler).
     void SetUserSuspended(bool s);
     // SetSchedSuspended() is the scheduler's suspend/resume; returns true if it changed.
@@ -130,6 +132,13 @@ private:
     void CloseUnitLocked() XSCHED_REQUIRES(mu_);
     // NoteCompletedLocked() ends a pending preemption once completed_ covers what was in flight at its start.
     void NoteCompletedLocked() XSCHED_REQUIRES(mu_);
+    // FinishDrainLocked() ends the pending preemption now and records its latency.
+    void FinishDrainLocked() XSCHED_REQUIRES(mu_);
+    // ApplyHoldLocked() holds the device's barriers (Level 2, suspended) or releases them (otherwise).
+    void ApplyHoldLocked() XSCHED_REQUIRES(mu_);
+    // DeviceStoppedLocked() tells whether a held Level-2 queue has nothing running on the device: every unit
+    // the device started is done.
+    bool DeviceStoppedLocked() XSCHED_REQUIRES(mu_);
     // ObserveDrainLocked() hands the newest marker to the drain observer when a drain is pending and that
     // marker covers everything it waits for: the drain is then seen when the device finishes, whatever the
     // launching thread is doing (host work between graphs delays its next gate by milliseconds).
@@ -187,6 +196,11 @@ private:
     bool drain_open_ XSCHED_GUARDED_BY(mu_) = false;  // the pending drain began while a unit was being launched
     uint64_t drain_launch_us_ XSCHED_GUARDED_BY(mu_) = 0;   // from the suspension until that unit was launched
     std::atomic<bool> drain_cancel_{true};                  // ends a drain wait (see UpdateDrainCancel)
+    // Level 2 (XQueueSetLevel): units launched behind device barriers; a suspension holds them.
+    bool deactivate_ XSCHED_GUARDED_BY(mu_) = false;  // Level 2 in force
+    bool held_ XSCHED_GUARDED_BY(mu_) = false;        // the barriers are held at the device's Done()
+    int64_t ahead_ XSCHED_GUARDED_BY(mu_) = 0;        // Level 2's in-flight limit (units not known complete)
+    bool observe_poll_ XSCHED_GUARDED_BY(mu_) = false;  // the observer polls a held drain's device words
     XPreemptStats preempt_ XSCHED_GUARDED_BY(mu_) = {};     // the record
     global::Slot *gslot_ XSCHED_GUARDED_BY(mu_) = nullptr;  // the global scheduler's slot (null: local)
     uint32_t gepoch_ XSCHED_GUARDED_BY(mu_) = 0;            // the slot's suspension seen last

@@ -184,6 +184,16 @@ XResult XQueueSetLaunchConfig(XQueueHandle xq, int64_t threshold, int64_t batch_
     return q->SetLaunchConfig(threshold, batch_size);
 }
 
+XResult XQueueSetLevel(XQueueHandle xq, XPreemptLevel level, int64_t ahead) {
+    if (level != kPreemptLevelBlock && level != kPreemptLevelDeactivate) {
+        return level == kPreemptLevelInterrupt ? kXSchedErrorNotSupported : kXSchedErrorInvalidValue;
+    }
+    std::shared_ptr<XQueue> q;
+    XResult r = FindQueue(xq, &q);
+    if (r != kXSchedSuccess) return r;
+    return q->SetDeactivate(level == kPreemptLevelDeactivate, ahead);
+}
+
 XResult XQueueGetLaunchConfig(XQueueHandle xq, int64_t *threshold, int64_t *batch_size) {
     if (threshold == nullptr || batch_size == nullptr) return kXSchedErrorInvalidValue;
     std::shared_ptr<XQueue> q;

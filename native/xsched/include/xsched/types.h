@@ -46,7 +46,8 @@ typedef enum {
     kQueueStateReady = 2,
 } XQueueState;
 
-/* XPreemptLevel: only Block (Level 1: stop launching) is implemented. */
+/* XPreemptLevel: Block (Level 1: stop launching) and Deactivate (Level 2: launched units held on the device
+ * behind barriers, XQueueSetLevel) are implemented; Interrupt is not. */
 typedef enum {
     kPreemptLevelUnknown = 0,
     kPreemptLevelBlock = 1,

@@ -53,6 +53,18 @@ XSCHED_API XResult XQueueSetName(XQueueHandle xq, const char *name);
 XSCHED_API XResult XQueueSetLaunchConfig(XQueueHandle xq, int64_t threshold, int64_t batch_size);
 /* XQueueGetLaunchConfig() reads xq's current threshold and batch_size. */
 XSCHED_API XResult XQueueGetLaunchConfig(XQueueHandle xq, int64_t *threshold, int64_t *batch_size);
+/* XQueueSetLevel() switches xq between Level 1 (kPreemptLevelBlock: a gate of a
+ * suspended queue blocks the launching thread) and Level 2
+ * (kPreemptLevelDeactivate: gates do not block for a suspension; each admitted
+ * unit waits on the device behind a barrier that the core releases, so that a
+ * suspension stops the device before the next unit while the launching thread
+ * runs on; the gate blocks only when `ahead` units are launched and not known
+ * complete). Level 2 needs device barriers (CUDA stream memory operations;
+ * the host platform emulates them) and local scheduling: NotSupported
+ * otherwise, and a queue joined to the global scheduler later returns to
+ * Level 1. Call it on the launching thread, between units; `ahead` in
+ * [1, 65536] (ignored for Level 1). */
+XSCHED_API XResult XQueueSetLevel(XQueueHandle xq, XPreemptLevel level, int64_t ahead);
 /* XQueueSuspend() stops xq from launching further units (Level 1). With
  * kQueueSuspendFlagSyncHwQueue it also waits for the in-flight units. Idempotent. */
 XSCHED_API XResult XQueueSuspend(XQueueHandle xq, int64_t flags);

@@ -53,7 +53,13 @@ struct ggml_xqueue_knobs {
     int64_t             tail_us         = 0;    // GGML_XQUEUE_TAIL_US: most GPU time queued across a compute's end
                                                 // (0: off; run 8: batch prefill against the interactive tail)
     bool                trace           = false; // GGML_XQUEUE_TRACE: a log line per timed compute (measurement only)
+    bool                hold_device     = true;  // GGML_XQUEUE_HOLD=device: segments wait on the device behind
+                                                 // barriers (Level 2); host: the gate blocks (Level 1)
 };
+
+// ggml_xqueue_ahead: at Level 2, the segments a context may have launched and not known complete (its gate
+// blocks beyond): the host prepares the next ubatch while about this many segments are queued on the device.
+constexpr int64_t ggml_xqueue_ahead = 64;
 
 constexpr int64_t GGML_XQUEUE_SEGMENT_US_MIN = 20;
 constexpr int64_t GGML_XQUEUE_SEGMENT_US_MAX = 100000;
@@ -128,6 +134,15 @@ static inline ggml_xqueue_knobs ggml_xqueue_parse_knobs() {
         k.tail_us = ggml_xqueue_int_knob("GGML_XQUEUE_TAIL_US", v, GGML_XQUEUE_TAIL_US_MIN, GGML_XQUEUE_TAIL_US_MAX,
                                          "an integer number of microseconds in [0, 20000]");
     }
+    if (const char * v = env("GGML_XQUEUE_HOLD")) {
+        if (strcmp(v, "device") == 0) {
+            k.hold_device = true;
+        } else if (strcmp(v, "host") == 0) {
+            k.hold_device = false;
+        } else {
+            ggml_xqueue_knob_error("GGML_XQUEUE_HOLD", v, "device or host");
+        }
+    }
     if (const char * v = env("GGML_XQUEUE_TRACE")) {
         k.trace = ggml_xqueue_switch_knob("GGML_XQUEUE_TRACE", v);
     }
@@ -170,6 +185,8 @@ struct ggml_xqueue_group {
     int64_t            window_batch     = 0;
     bool               active   = false;
     bool               gates_released = false; // set_gates_released(true) in force
+    int64_t            level_ahead    = 0;     // set_level(): > 0 Level 2 with that in-flight limit, 0 Level 1
+    bool               level_refused  = false; // the core refused Level 2 for a queue (said once, Level 1 since)
     std::string        prefix;
 
     // ggml_xqueue_group() checks the GGML_XQUEUE_* and XSCHED_* settings: a bad value stops the program with
@@ -322,6 +339,25 @@ struct ggml_xqueue_group {
         }
     }
 
+    // set_level() puts every queue at Level 2 (ahead > 0: a suspension holds launched segments on the device) or
+    // Level 1 (0), now and for queues created later; on the compute thread, between units. Where the core
+    // refuses Level 2 (no device barriers, joined to the global scheduler) the group stays at Level 1 and says
+    // so once. Returns whether Level 2 is in force.
+    bool set_level(int64_t ahead) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (level_refused) {
+            ahead = 0;
+        }
+        if (ahead == level_ahead) {
+            return level_ahead > 0;
+        }
+        level_ahead = ahead;
+        for (const auto & q : queues) {
+            apply_level(q);
+        }
+        return level_ahead > 0;
+    }
+
     // get_priority() returns the priority the group's queues have (or will have).
     int32_t get_priority() {
         std::lock_guard<std::mutex> lock(mutex);
@@ -353,9 +389,26 @@ private:
         }
     }
 
+    void apply_level(const entry & q) {
+        const XResult r = XQueueSetLevel(q.xq, level_ahead > 0 ? kPreemptLevelDeactivate : kPreemptLevelBlock,
+                                         level_ahead > 0 ? level_ahead : 0);
+        if (r != kXSchedSuccess && level_ahead > 0) {
+            GGML_LOG_WARN("%s: %s: segments cannot be held on the device (%s): a suspension blocks the launching "
+                          "thread instead (Level 1)\n", __func__, name_of(q).c_str(), XResultName(r));
+            level_refused = true;
+            level_ahead   = 0;
+            for (const auto & o : queues) {
+                XQueueSetLevel(o.xq, kPreemptLevelBlock, 0);
+            }
+        }
+    }
+
     void apply(const entry & q) {
         if (window_threshold > 0) {
             apply_window(q);
+        }
+        if (level_ahead > 0) {
+            apply_level(q);
         }
         XHintPriority(q.xq, priority);
         XHintWeight(q.xq, weight);

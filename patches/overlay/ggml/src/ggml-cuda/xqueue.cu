@@ -340,7 +340,8 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
     }
     const int n = (int) plan.starts.size();
     const ggml_xqueue_knobs & knobs = ggml_xqueue_get_knobs();
-    const bool tail = knobs.tail_us > 0 && key.ne1 >= ggml_xqueue_tail_tokens; // GGML_XQUEUE_TAIL_US (off: no work)
+    // GGML_XQUEUE_TAIL_US (off: no work); at Level 2 the gates do not hold the host back, there is no tail to keep
+    const bool tail = knobs.tail_us > 0 && key.ne1 >= ggml_xqueue_tail_tokens && !s.held_on_device;
     if (sg.exit_plan != nullptr) { // the host time since the last segmented compute returned corrects its tail
         const double host_us =
             std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - sg.exit_time).count();
@@ -586,6 +587,9 @@ void ggml_cuda_xqueue_compute(ggml_backend_cuda_context & ctx, ggml_cgraph * cgr
     }
     // two segments in flight by default: one running, one queued behind it
     s.group.set_window(launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT ? knobs.window : 0, launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT ? 1 : 0);
+    // segments held on the device (Level 2): launched up to ggml_xqueue_ahead ahead, a suspension stops the
+    // device before the next segment whatever this thread is doing
+    s.held_on_device = s.group.set_level(launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT && knobs.hold_device ? ggml_xqueue_ahead : 0);
     s.graphs_allowed = launch != GGML_CUDA_XQUEUE_LAUNCH_NODE;
     s.coarse         = launch != GGML_CUDA_XQUEUE_LAUNCH_NODE;
 

@@ -47,6 +47,8 @@ struct ggml_cuda_xqueue_state {
     bool graphs_allowed = true;
     // coarse: only the first gate of an epoch (a graph compute, or a segment) on a stream is a gate.
     bool coarse = true;
+    // held_on_device: the context's segments are launched at Level 2 (GGML_XQUEUE_HOLD=device), set per compute.
+    bool held_on_device = false;
     // epoch: counts graph computes and segments; gated_epoch: the epoch of a stream's last gate.
     uint32_t epoch = 0;
     uint32_t gated_epoch[GGML_CUDA_MAX_DEVICES][GGML_CUDA_MAX_STREAMS] = {};

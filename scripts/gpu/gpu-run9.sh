@@ -1,30 +1,27 @@
 #!/usr/bin/env bash
-# gpu-run8.sh: the GPU run of 2026-12-03 (run 8): the tail (GGML_XQUEUE_TAIL_US, default 4000 us: a context launched in
-# segments keeps up to that much GPU work queued across the end of a compute, adapted to the host time between
-# computes) against run 7's behaviour (GGML_XQUEUE_TAIL_US=0) side by side; the preemption record's split of host
-# launch time and device drain; the serve scenario (HPF) with and without the tail, and with CUDA stream priorities
-# under HPF too. Both CUDA servers are cross-built off the GPU machine (scripts/gpu/cross-build-cuda.sh) and carried
-# in two calls (each ~42 MB; a call carries 64 MiB): the patched one first, with the steps that need only it queued
-# at once, then the vanilla one, whose steps queue behind them.
-# The commands of every figure in docs/results/h200-2026-12-03-run8/ are the functions below.
+# gpu-run9.sh: the GPU run of 2026-12-03 (run 9): Level 2 (GGML_XQUEUE_HOLD=device, the default: a context launched
+# in segments launches up to 64 segments ahead, each behind a device barrier that a suspension holds) against Level 1
+# (GGML_XQUEUE_HOLD=host: the gate blocks the launching thread) side by side; the serve scenario with the interactive
+# instance's unified KV cache (the default since 0af675d) and without it (-no-kvu); the kill tests of issue 15 on the
+# GPU, 20 times each; the decision latency of two processes again.
+# The patched CUDA server is built on the GPU machine (scripts/gpu/gpu-run5.sh build), the vanilla one is carried.
+# The commands of every figure in docs/results/h200-2026-12-03-run9/ are the functions below.
 #
 # usage (repository root):
-#   scripts/gpu/gpu-run8.sh chain STEP...     run the steps one after the other as one background job (CHAIN_NAME,
+#   scripts/gpu/gpu-run9.sh chain STEP...     run the steps one after the other as one background job (CHAIN_NAME,
 #                                         default "chain"; CHAIN_AFTER=JOB: start when that job has ended)
-#   scripts/gpu/gpu-run8.sh run STEP          run one step in the foreground
-# STEP: h8 h06 h17 ht8 hw8 o8 o06 o17 ot8 ot17 s8 st8 ssp8 s06 x2 smoke (see the functions). The run:
-#   call 1, carrying .carry/d (patched-server.xz, libxsched.so, native.tar, the wheels, ggml-vocab-qwen2.gguf):
-#     scripts/gpu/gpu-carried.sh setup .carry/d qwen3-8b qwen3-0.6b qwen3-1.7b \
-#       && scripts/gpu/gpu-run8.sh chain h8 ht8 h17 h06 hw8; scripts/gpu/gpu-carried.sh wait 5 "$OUT"
-#   call 2, carrying .carry/b (vanilla-server.xz), at once:
-#     scripts/gpu/gpu-carried.sh setup .carry/b && CHAIN_NAME=chain2 CHAIN_AFTER=chain \
-#       scripts/gpu/gpu-run8.sh chain o8 ot8 o17 ot17 o06 s8 st8 ssp8 smoke; scripts/gpu/gpu-carried.sh wait 480 "$OUT"
-#   calls 3...: scripts/gpu/gpu-carried.sh wait 530 "$OUT", each at once after the last.
-# Collect with `scripts/gpu/gpu-carried.sh wait S OUT` in EVERY call that waits, S at least 60 s under what is left of
+#   scripts/gpu/gpu-run9.sh run STEP          run one step in the foreground
+# STEP: o8 oh8 h8 hh8 o17 o06 h17 h06 hw8 s8 sn8 s17 kill x2 smoke (see the functions). The run, call 1 carrying
+# .carry/g (the wheels, src.txz = the pruned llama.cpp tree and its manifest, vanilla-server.xz, native.tar):
+#   mkdir -p /tmp/gc/cache/src && tar -C /tmp/gc/cache/src -xJf .carry/g/src.txz && mkdir -p .carry/g/src \
+#     && ln -sfn /tmp/gc/cache/src/<commit>/llama.cpp .carry/g/src/llama.cpp && scripts/gpu/gpu-run5.sh build .carry/g \
+#     && CHAIN_AFTER=bpatched scripts/gpu/gpu-run9.sh chain STEP...; scripts/gpu/gpu-carried.sh wait 530 "$OUT"
+#   calls 2...: scripts/gpu/gpu-carried.sh wait 560 "$OUT", each at once after the last.
+# Collect with `scripts/gpu/gpu-carried.sh wait S OUT` in EVERY call that waits, S at least 40 s under what is left of
 # the call's limit: the machine and its /tmp go 30 s after a call ends (docs/results/h200-2026-12-02-run6/).
-# environment: GC_DIR (scripts/gpu/gpu-carried.sh), BENCH_EXTRA (more words for every bench), SERVE_REQUESTS and
-# SERVE_RATE (the 8B serve steps; default 100 requests at 2 per second), X2_LABELS (step x2's configurations; default
-# "joined joinedpoll local hwprio vanilla")
+# environment: GC_DIR (scripts/gpu/gpu-carried.sh), BENCH_EXTRA (more words for every bench), SERVE_REQUESTS
+# (interactive requests per phase of the serve steps, default 200), X2_LABELS (step x2's configurations; default
+# "joined joinedpoll"), KILL_REPEAT (step kill, default 20)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 # shellcheck source=scripts/lib/common.sh
@@ -32,55 +29,53 @@ cd "$(dirname "$0")/../.." || exit 1
 # shellcheck source=scripts/lib/steps.sh
 . scripts/lib/steps.sh
 steps_carried_setup
+
 # every bench traces the timed computes of the segments (one warning line each, in the servers' logs)
 export GGML_XQUEUE_TRACE=1
 
 # the normal (preemptible) and the high instance against vanilla (the overhead scenario, both builds)
 overhead() { "${B[@]}" --model "$1" --out "$RESULTS/$2" --reps 3 --scenario overhead ${BENCH_EXTRA:-}; }
 step_o8() { overhead "$M8" o8; }
-step_o06() { overhead "$M06" o06; }
+step_oh8() { GGML_XQUEUE_HOLD=host overhead "$M8" oh8; }
 step_o17() { overhead "$M17" o17; }
-# the same without the tail (run 7's behaviour), side by side
-step_ot8() { GGML_XQUEUE_TAIL_US=0 overhead "$M8" ot8; }
-step_ot17() { GGML_XQUEUE_TAIL_US=0 overhead "$M17" ot17; }
-# isolation, patched only: A (high) next to B decoding and next to B prefilling long prompts back to back
+step_o06() { overhead "$M06" o06; }
+# isolation and the closed-loop preemption latency, patched only: A (high) next to B decoding and prefilling
 isolation() {
     "${P[@]}" --model "$1" --out "$RESULTS/$2" --reps 3 --no-hw-priority-only --scenario hpf-decode \
         --scenario hpf-prefill ${BENCH_EXTRA:-}
 }
 step_h8() { isolation "$M8" h8; }
-step_h06() { isolation "$M06" h06; }
+step_hh8() { GGML_XQUEUE_HOLD=host isolation "$M8" hh8; }
 step_h17() { isolation "$M17" h17; }
-step_ht8() { GGML_XQUEUE_TAIL_US=0 isolation "$M8" ht8; }
+step_h06() { isolation "$M06" h06; }
 # harvest and WRR on the 8B shape (the targets that must still hold)
 step_hw8() {
     "${P[@]}" --model "$M8" --out "$RESULTS/hw8" --reps 3 --no-hw-priority-only --scenario harvest --scenario wrr \
         ${BENCH_EXTRA:-}
 }
-# the serve scenario, HPF only (run 7 measured the baselines: vanilla, chunked, stream priorities only), 8B:
-# with the tail (the default), without it, and with CUDA stream priorities under HPF too (the tail's queued work
-# then runs behind the interactive kernels)
-# The GPU's clocks and power every 200 ms beside each run (smi.csv): whether the interactive instance decodes slower
-# with the batch parked because the device runs at lower clocks after the batch's prefill (run 7: TPOT P50 10.6 ms
-# with the batch parked against 6.7 ms alone, not placed).
+# the serve scenario, HPF, with the GPU's clocks and power every 200 ms beside it (smi.csv)
 serve() {
-    local smi=""
-    mkdir -p "$RESULTS/$1"
+    local name=$1 model=$2 rate=$3 smi=""
+    shift 3
+    mkdir -p "$RESULTS/$name"
     if command -v nvidia-smi > /dev/null; then
         nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu,clocks_throttle_reasons.active \
-            --format=csv -lms 200 > "$RESULTS/$1/smi.csv" 2>&1 & smi=$!
+            --format=csv -lms 200 > "$RESULTS/$name/smi.csv" 2>&1 & smi=$!
     fi
-    "${P[@]}" --model "$M8" --out "$RESULTS/$1" --scenario serve --no-hw-priority-only \
-        --serve-rate "${SERVE_RATE:-2.0}" --serve-requests "${SERVE_REQUESTS:-100}" ${BENCH_EXTRA:-}
+    "${P[@]}" --model "$model" --out "$RESULTS/$name" --scenario serve --no-hw-priority-only \
+        --serve-rate "$rate" --serve-requests "${SERVE_REQUESTS:-200}" "$@" ${BENCH_EXTRA:-}
     [ -z "$smi" ] || { kill "$smi"; wait "$smi"; } 2> /dev/null
 }
-step_s8() { serve s8; }
-step_st8() { GGML_XQUEUE_TAIL_US=0 serve st8; }
-step_ssp8() { GGML_XQUEUE_STREAM_PRIORITY=on serve ssp8; }
-# the serve scenario on the 0.6B shape, HPF only (the issue's small shape), 100 requests at 4 per second
-step_s06() {
-    "${P[@]}" --model "$M06" --out "$RESULTS/s06" --scenario serve --no-hw-priority-only --serve-rate 4.0 \
-        --serve-requests 100 ${BENCH_EXTRA:-}
+step_s8() { serve s8 "$M8" 2.0; }
+# the interactive instance's KV cache per slot again (run 8's layout), 100 requests
+step_sn8() { SERVE_REQUESTS=${SERVE_REQUESTS:-100} serve sn8 "$M8" 2.0 --server-arg=-no-kvu; }
+# the small shape (1.7B), 4 requests per second
+step_s17() { serve s17 "$M17" 4.0; }
+# the kill tests of issue 15 on the GPU: SIGKILL of either server and of the daemon during load, KILL_REPEAT times
+step_kill() {
+    XSCHED_LLAMA_TEST_SERVER=$PATCHED XSCHED_LLAMA_TEST_MODEL=$M06 XSCHED_LLAMA_KILL_REPEAT=${KILL_REPEAT:-20} \
+        XSCHED_LLAMA_KILL_SCALE=4 python3 -m pytest -p no:cacheprovider -q -s tests/test_scheduler_servers.py \
+        -k "sigkill" 2>&1 | tail -80
 }
 # two server processes on one GPU (issue 15): an 8B-shaped server at priority 10 next to a 0.6B-shaped one at 0
 # that prefills long prompts back to back; joined to one daemon (joinedpoll: the daemon polls for edges while a queue
@@ -90,7 +85,7 @@ step_x2() {
     local o=$RESULTS/x2 s=/tmp/xsched-gpu/xschedd.sock d="" pa pb label bin
     local srv=(-ngl 99 -c 8192 -fit off --no-warmup) a=() b=()
     mkdir -p "$o" && mkdir -p /tmp/xsched-gpu && chmod 700 /tmp/xsched-gpu
-    for label in ${X2_LABELS:-joined joinedpoll local hwprio vanilla}; do
+    for label in ${X2_LABELS:-joined joinedpoll}; do
         bin=$PATCHED a=(--instances 10:1:1) b=(--instances 0:1:1) d=""
         case $label in
         joined|joinedpoll)
@@ -137,4 +132,4 @@ step_smoke() {
 [ $# -ge 1 ] || die "a command is required (see the header)"
 cmd=$1
 shift
-steps_dispatch scripts/gpu/gpu-run8.sh "$cmd" "$@" || die "unknown command $cmd (run, chain)"
+steps_dispatch scripts/gpu/gpu-run9.sh "$cmd" "$@" || die "unknown command $cmd (run, chain)"
