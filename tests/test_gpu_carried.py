@@ -66,13 +66,16 @@ def test_runners_refuse_unknown_steps_and_commands(tmp_path: Path) -> None:
     assert cp.returncode == 1 and cp.stderr.strip() == \
         "error: unknown step nosuch (steps: alt b06 b17 b8 diag s06 s8 smoke)"
     assert not (tmp_path / "jobs" / "chain.cmd").exists()  # nothing started
-    cp = runner(tmp_path, "gpu-run8.sh", "run", "nosuch")
+    cp = runner(tmp_path, "gpu-run9.sh", "run", "nosuch")
     assert cp.returncode == 1 and cp.stderr.strip() == \
-        "error: run STEP (one of: h06 h17 h8 ht8 hw8 o06 o17 o8 ot17 ot8 s06 s8 smoke ssp8 st8 x2)"
-    cp = runner(tmp_path, "gpu-run8.sh", "build", "x")  # builds are gpu-run5.sh's
+        "error: run STEP (one of: d2 dc h06 h17 h8 hh8 hw8 kill o06 o17 o8 oh8 s17 s8 smoke sn8 x2)"
+    cp = runner(tmp_path, "gpu-run9.sh", "build", "x")  # builds are gpu-run5.sh's
     assert cp.returncode == 1 and cp.stderr.strip() == "error: unknown command build (run, chain)"
     cp = runner(tmp_path, "gpu-run5.sh", "frob")
     assert cp.returncode == 1 and cp.stderr.strip() == "error: unknown command frob"
+    # a step that fails is not an unknown command: its status comes back as it is (run 9 printed one)
+    cp = runner(tmp_path, "gpu-run9.sh", "run", "smoke")  # fails at once here (no GPU, no server)
+    assert cp.returncode != 0 and "unknown command" not in cp.stderr, cp.stderr
     cp = runner(tmp_path, "gpu-run5.sh", "build", str(tmp_path / "nothing"))
     assert cp.returncode == 1 and "no pruned tree" in cp.stderr
 
@@ -98,7 +101,7 @@ def test_a_second_chain_waits_for_the_first(tmp_path: Path) -> None:
     # fails at once here (no GPU, no server) but only after the first has ended.
     cp = carried(tmp_path, "start", "first", "--", "bash", "-c", "sleep 3")
     assert cp.returncode == 0, cp.stderr
-    cp = runner(tmp_path, "gpu-run8.sh", "chain", "smoke", CHAIN_NAME="second", CHAIN_AFTER="first")
+    cp = runner(tmp_path, "gpu-run9.sh", "chain", "smoke", CHAIN_NAME="second", CHAIN_AFTER="first")
     assert cp.returncode == 0, cp.stderr
     log = tmp_path / "jobs" / "second.log"
     time.sleep(1)
@@ -110,11 +113,11 @@ def test_a_second_chain_waits_for_the_first(tmp_path: Path) -> None:
 
 
 def test_chain_name_and_after_are_checked(tmp_path: Path) -> None:
-    cp = runner(tmp_path, "gpu-run8.sh", "chain", "smoke", CHAIN_NAME="a b")
+    cp = runner(tmp_path, "gpu-run9.sh", "chain", "smoke", CHAIN_NAME="a b")
     assert cp.returncode == 1 and cp.stderr.strip() == "error: CHAIN_NAME=a b: letters, digits, . _ - only"
-    cp = runner(tmp_path, "gpu-run8.sh", "chain", "smoke", CHAIN_AFTER="nosuch")
+    cp = runner(tmp_path, "gpu-run9.sh", "chain", "smoke", CHAIN_AFTER="nosuch")
     assert cp.returncode == 1 and cp.stderr.strip() == "error: CHAIN_AFTER=nosuch: no such job"
-    cp = runner(tmp_path, "gpu-run8.sh", "chain", "smoke", CHAIN_AFTER="chain")
+    cp = runner(tmp_path, "gpu-run9.sh", "chain", "smoke", CHAIN_AFTER="chain")
     assert cp.returncode == 1 and cp.stderr.startswith("error: CHAIN_AFTER=chain: the name of another job")
     assert not (tmp_path / "jobs" / "chain.cmd").exists()  # nothing started
 

@@ -57,11 +57,13 @@ def test_planner(plan_test: Path) -> None:
 
 def test_knob_defaults_and_values(plan_test: Path) -> None:
     assert _run(plan_test, "knobs").stdout.strip() == \
-        "preempt=segment segment_us=400 stream_priority=auto window=2 tail_us=0 trace=0"
+        "preempt=segment segment_us=400 stream_priority=auto window=2 tail_us=0 trace=0 hold=host ahead=64"
     got = _run(plan_test, "knobs", env={"GGML_XQUEUE_PREEMPT": "node", "GGML_XQUEUE_SEGMENT_US": "20",
                                         "GGML_XQUEUE_STREAM_PRIORITY": "off", "GGML_XQUEUE_WINDOW": "16",
-                                        "GGML_XQUEUE_TAIL_US": "4000", "GGML_XQUEUE_TRACE": "on"}).stdout.strip()
-    assert got == "preempt=node segment_us=20 stream_priority=off window=16 tail_us=4000 trace=1"
+                                        "GGML_XQUEUE_TAIL_US": "4000", "GGML_XQUEUE_TRACE": "on",
+                                        "GGML_XQUEUE_HOLD": "device", "GGML_XQUEUE_AHEAD": "1024"}).stdout.strip()
+    assert got == ("preempt=node segment_us=20 stream_priority=off window=16 tail_us=4000 trace=1 hold=device "
+                   "ahead=1024")
     assert "tail_us=20000 " in _run(plan_test, "knobs", env={"GGML_XQUEUE_TAIL_US": "20000"}).stdout
     for v, want in (("on", "on"), ("1", "on"), ("0", "off"), ("auto", "auto")):
         assert f"stream_priority={want} " in _run(plan_test, "knobs", env={"GGML_XQUEUE_STREAM_PRIORITY": v}).stdout
@@ -81,6 +83,9 @@ def test_knob_defaults_and_values(plan_test: Path) -> None:
     ("GGML_XQUEUE_TAIL_US", "20001", "[0, 20000]"),
     ("GGML_XQUEUE_TAIL_US", "4ms", "[0, 20000]"),
     ("GGML_XQUEUE_TRACE", "verbose", "on or off"),
+    ("GGML_XQUEUE_HOLD", "gpu", "device or host"),
+    ("GGML_XQUEUE_AHEAD", "0", "[1, 1024]"),
+    ("GGML_XQUEUE_AHEAD", "1025", "[1, 1024]"),
     ("GGML_XQUEUE_GRAPHS", "auto", "GGML_XQUEUE_PREEMPT"),  # replaced settings are refused, not ignored
     ("GGML_XQUEUE_GATE", "node", "GGML_XQUEUE_PREEMPT"),
 ])

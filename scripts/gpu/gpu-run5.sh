@@ -99,6 +99,9 @@ build)
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     ;;
 *)
-    steps_dispatch scripts/gpu/gpu-run5.sh "$cmd" "$@" || die "unknown command $cmd"
+    steps_dispatch scripts/gpu/gpu-run5.sh "$cmd" "$@"
+    rc=$?
+    [ $rc -ne 64 ] || die "unknown command $cmd"
+    exit $rc
     ;;
 esac

@@ -11,7 +11,7 @@
 #   scripts/gpu/gpu-run9.sh chain STEP...     run the steps one after the other as one background job (CHAIN_NAME,
 #                                         default "chain"; CHAIN_AFTER=JOB: start when that job has ended)
 #   scripts/gpu/gpu-run9.sh run STEP          run one step in the foreground
-# STEP: o8 oh8 h8 hh8 o17 o06 h17 h06 hw8 s8 sn8 s17 kill x2 smoke (see the functions). The run, call 1 carrying
+# STEP: o8 oh8 h8 hh8 o17 o06 h17 h06 hw8 s8 sn8 s17 d2 dc kill x2 smoke (see the functions). The run, call 1 carrying
 # .carry/g (the wheels, src.txz = the pruned llama.cpp tree and its manifest, vanilla-server.xz, native.tar):
 #   mkdir -p /tmp/gc/cache/src && tar -C /tmp/gc/cache/src -xJf .carry/g/src.txz && mkdir -p .carry/g/src \
 #     && ln -sfn /tmp/gc/cache/src/<commit>/llama.cpp .carry/g/src/llama.cpp && scripts/gpu/gpu-run5.sh build .carry/g \
@@ -71,6 +71,21 @@ step_s8() { serve s8 "$M8" 2.0; }
 step_sn8() { SERVE_REQUESTS=${SERVE_REQUESTS:-100} serve sn8 "$M8" 2.0 --server-arg=-no-kvu; }
 # the small shape (1.7B), 4 requests per second
 step_s17() { serve s17 "$M17" 4.0; }
+# Level 2 after run 9's hang (h06 at GGML_XQUEUE_HOLD=device stopped both instances at the first prefill
+# preemption): at most 2 segments ahead (a full launch queue behind the held barrier?), and 64 ahead with 32 hardware
+# queues (the other stream serialized behind the held wait on a shared hardware queue?); 60 s each, a hung server
+# is killed
+diag() {
+    local name=$1
+    shift
+    env "$@" GGML_XQUEUE_HOLD=device timeout 60 "${P[@]}" --model "$M06" --out "$RESULTS/$name" --reps 3 \
+        --no-hw-priority-only --scenario hpf-decode --scenario hpf-prefill ${BENCH_EXTRA:-}
+    echo "diag $name: exit $?"
+    pkill -9 -x patched-server && echo "diag $name: a server was left running (killed)"
+    return 0
+}
+step_d2() { diag d2 GGML_XQUEUE_AHEAD=2; }
+step_dc() { diag dc CUDA_DEVICE_MAX_CONNECTIONS=32; }
 # the kill tests of issue 15 on the GPU: SIGKILL of either server and of the daemon during load, KILL_REPEAT times
 step_kill() {
     XSCHED_LLAMA_TEST_SERVER=$PATCHED XSCHED_LLAMA_TEST_MODEL=$M06 XSCHED_LLAMA_KILL_REPEAT=${KILL_REPEAT:-20} \
@@ -132,4 +147,7 @@ step_smoke() {
 [ $# -ge 1 ] || die "a command is required (see the header)"
 cmd=$1
 shift
-steps_dispatch scripts/gpu/gpu-run9.sh "$cmd" "$@" || die "unknown command $cmd (run, chain)"
+steps_dispatch scripts/gpu/gpu-run9.sh "$cmd" "$@"
+rc=$?
+[ $rc -ne 64 ] || die "unknown command $cmd (run, chain)"
+exit $rc

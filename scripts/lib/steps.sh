@@ -26,7 +26,7 @@ steps_carried_setup() {
 steps_list() { declare -F | sed -n 's/^declare -f step_//p' | tr '\n' ' ' | sed 's/ $//'; }
 
 # steps_dispatch SCRIPT CMD ARG...: carries out `run` and `chain` for SCRIPT (its path from the repository root);
-# returns 1 for any other CMD, so the script can handle its own commands. `chain` starts the job named CHAIN_NAME
+# returns 64 for any other CMD, so the script can handle its own commands (`run` returns the step's status). `chain` starts the job named CHAIN_NAME
 # (default chain); with CHAIN_AFTER=JOB its steps start only when that job has ended (a second chain queued behind
 # the first, e.g. the steps that need a server carried in a later call: two chains never share the GPU).
 steps_dispatch() {
@@ -51,7 +51,7 @@ steps_dispatch() {
         scripts/gpu/gpu-carried.sh start "$name" -- bash -c "$words echo \"=== done \$(date -u +%T)\""
         ;;
     *)
-        return 1
+        return 64
         ;;
     esac
 }

@@ -339,9 +339,9 @@ int main(int argc, char ** argv) {
         const ggml_xqueue_knobs & k = ggml_xqueue_get_knobs();
         const char * sp = k.stream_priority == GGML_XQUEUE_STREAM_PRIORITY_AUTO ? "auto"
                         : k.stream_priority == GGML_XQUEUE_STREAM_PRIORITY_ON   ? "on" : "off";
-        std::printf("preempt=%s segment_us=%lld stream_priority=%s window=%lld tail_us=%lld trace=%d\n",
-                    preempt_name(k.preempt), (long long) k.segment_us, sp, (long long) k.window,
-                    (long long) k.tail_us, k.trace ? 1 : 0);
+        std::printf("preempt=%s segment_us=%lld stream_priority=%s window=%lld tail_us=%lld trace=%d hold=%s "
+                    "ahead=%lld\n", preempt_name(k.preempt), (long long) k.segment_us, sp, (long long) k.window,
+                    (long long) k.tail_us, k.trace ? 1 : 0, k.hold_device ? "device" : "host", (long long) k.ahead);
         return 0;
     }
     test_costs();

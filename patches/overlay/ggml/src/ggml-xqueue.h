@@ -53,13 +53,16 @@ struct ggml_xqueue_knobs {
     int64_t             tail_us         = 0;    // GGML_XQUEUE_TAIL_US: most GPU time queued across a compute's end
                                                 // (0: off; run 8: batch prefill against the interactive tail)
     bool                trace           = false; // GGML_XQUEUE_TRACE: a log line per timed compute (measurement only)
-    bool                hold_device     = true;  // GGML_XQUEUE_HOLD=device: segments wait on the device behind
-                                                 // barriers (Level 2); host: the gate blocks (Level 1)
+    bool                hold_device     = false; // GGML_XQUEUE_HOLD=device: segments wait on the device behind
+                                                 // barriers (Level 2; run 9: hung at the first prefill preemption,
+                                                 // measurement only); host (default): the gate blocks (Level 1)
+    int64_t             ahead           = 64;    // GGML_XQUEUE_AHEAD: Level 2's segments in flight (measurement only)
 };
 
-// ggml_xqueue_ahead: at Level 2, the segments a context may have launched and not known complete (its gate
+// GGML_XQUEUE_AHEAD: at Level 2, the segments a context may have launched and not known complete (its gate
 // blocks beyond): the host prepares the next ubatch while about this many segments are queued on the device.
-constexpr int64_t ggml_xqueue_ahead = 64;
+constexpr int64_t GGML_XQUEUE_AHEAD_MIN = 1;
+constexpr int64_t GGML_XQUEUE_AHEAD_MAX = 1024;
 
 constexpr int64_t GGML_XQUEUE_SEGMENT_US_MIN = 20;
 constexpr int64_t GGML_XQUEUE_SEGMENT_US_MAX = 100000;
@@ -142,6 +145,10 @@ static inline ggml_xqueue_knobs ggml_xqueue_parse_knobs() {
         } else {
             ggml_xqueue_knob_error("GGML_XQUEUE_HOLD", v, "device or host");
         }
+    }
+    if (const char * v = env("GGML_XQUEUE_AHEAD")) {
+        k.ahead = ggml_xqueue_int_knob("GGML_XQUEUE_AHEAD", v, GGML_XQUEUE_AHEAD_MIN, GGML_XQUEUE_AHEAD_MAX,
+                                       "an integer number of segments in [1, 1024]");
     }
     if (const char * v = env("GGML_XQUEUE_TRACE")) {
         k.trace = ggml_xqueue_switch_knob("GGML_XQUEUE_TRACE", v);

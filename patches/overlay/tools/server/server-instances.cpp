@@ -388,14 +388,10 @@ bool server_instance_contexts::load(common_params & params, int argc, char ** ar
     const int32_t cache_ram_default  = params.cache_ram_mib;
     const bool    cache_idle_default = params.cache_idle_slots;
     const bool    cache_ram_explicit = server_arg_given(argc, argv, { "-cram", "--cache-ram" }, "LLAMA_ARG_CACHE_RAM");
-    const common_params given        = params; // the KV cache options as given (server_instance_kv_cache)
-    const bool    kvu_explicit       = server_arg_given(argc, argv, { "-kvu", "--kv-unified", "-no-kvu",
-                                                                     "--no-kv-unified" }, "LLAMA_ARG_KV_UNIFIED");
     if (!cfg.empty()) {
         primary.instance().configure(0, cfg[0].name, cfg[0].priority, cfg[0].weight, nullptr);
         params.n_parallel = cfg[0].n_parallel > 0 ? cfg[0].n_parallel : n_parallel_default;
         server_instance_prompt_cache(params, 0, cfg[0].priority, cfg, cache_ram_explicit);
-        server_instance_kv_cache(params, given, 0, cfg[0].priority, cfg, kvu_explicit);
     }
     primary.instance().kv_unified = params.kv_unified;
 
@@ -418,7 +414,6 @@ bool server_instance_contexts::load(common_params & params, int argc, char ** ar
         params_inst.cache_ram_mib             = cache_ram_default;
         params_inst.cache_idle_slots          = cache_idle_default;
         server_instance_prompt_cache(params_inst, i, cfg[i].priority, cfg, cache_ram_explicit);
-        server_instance_kv_cache(params_inst, given, i, cfg[i].priority, cfg, kvu_explicit);
         auto inst = std::make_unique<server_context>();
         inst->instance().configure((int) i, cfg[i].name, cfg[i].priority, cfg[i].weight, primary.instance().model());
         inst->instance().kv_unified = params_inst.kv_unified;

@@ -46,7 +46,7 @@ struct server_instance {
     std::atomic<int32_t> weight{SERVER_WEIGHT_MIN};
     std::atomic<int>     pending{0}; // routed HTTP requests not yet answered
     std::atomic<int>     n_slots{0};
-    bool                 kv_unified = false; // one KV cache for all its slots (server_instance_kv_cache); set at load
+    bool                 kv_unified = false; // one KV cache for all its slots (llama.cpp --kv-unified); set at load
     server_decode_guard  decode_guard; // lets cancels abort the running decode (issue 11, D3)
 
     server_queue &    queue_tasks;

@@ -478,43 +478,6 @@ void server_instance_prompt_cache(common_params & params, size_t id, int32_t pri
             "--cache-ram N turns it on for every instance\n", id, priority);
 }
 
-// server_kv_per_slot() sets llama.cpp's per-slot context limit of a unified KV cache (--kv-unified-per-slot) where the
-// llama.cpp commit has it (false elsewhere: a slot may then use the whole cache)
-template <typename P> static auto server_kv_per_slot(P & params, int32_t n, int) -> decltype(params.kv_unified_per_slot = n, true) {
-    params.kv_unified_per_slot = n;
-    return true;
-}
-template <typename P> static bool server_kv_per_slot(P &, int32_t, long) {
-    return false;
-}
-template <typename P> static auto server_kv_per_slot_given(P & params, const P & given, int)
-    -> decltype(params.kv_unified_per_slot = given.kv_unified_per_slot, void()) {
-    params.kv_unified_per_slot = given.kv_unified_per_slot;
-}
-template <typename P> static void server_kv_per_slot_given(P &, const P &, long) {}
-
-void server_instance_kv_cache(common_params & params, const common_params & given, size_t id, int32_t priority,
-                              const std::vector<common_server_instance> & all, bool explicit_kv_unified) {
-    params.kv_unified = given.kv_unified; // instance i's params start as a copy of instance 0's
-    server_kv_per_slot_given(params, given, 0);
-    if (all.size() <= 1 || explicit_kv_unified || params.kv_unified || params.n_parallel <= 1) {
-        return;
-    }
-    int32_t lowest = all[0].priority;
-    for (const auto & inst : all) {
-        lowest = std::min(lowest, inst.priority);
-    }
-    if (priority <= lowest) {
-        return;
-    }
-    params.kv_unified = true;
-    const int32_t per_slot = params.n_ctx > 0 ? params.n_ctx / params.n_parallel : 0;
-    const bool    capped   = per_slot > 0 && server_kv_per_slot(params, per_slot, 0);
-    LOG_INF("instance %zu (priority %d): one KV cache for its %d slots, so that their decode tokens share a ubatch "
-            "(%s); -kvu or -no-kvu sets every instance\n", id, priority, params.n_parallel,
-            capped ? string_format("at most %d tokens per slot", per_slot).c_str() : "no per-slot limit");
-}
-
 bool server_arg_given(int argc, char ** argv, std::initializer_list<const char *> names, const char * env) {
     if (env != nullptr && getenv(env) != nullptr) {
         return true;

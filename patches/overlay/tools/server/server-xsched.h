@@ -203,15 +203,5 @@ const char * server_xsched_no_ui_html();
 // (the user gave --cache-ram / LLAMA_ARG_CACHE_RAM). Logs one line when it turns the cache off.
 void server_instance_prompt_cache(common_params & params, size_t id, int32_t priority,
                                   const std::vector<common_server_instance> & all, bool explicit_cache_ram);
-// server_instance_kv_cache() applies the KV cache layout of instances to the params of the instance of `priority`,
-// starting from `given` (the options before any instance's policy):
-// an instance above the lowest priority with several slots gets one KV cache for all of them (llama.cpp's
-// --kv-unified) unless `explicit_kv_unified` (-kvu / -no-kvu / LLAMA_ARG_KV_UNIFIED given). With a cache per slot,
-// llama.cpp puts the tokens of several sequences into one ubatch only when their slots are consecutive, so two
-// interactive requests decoding at once take a compute each per token (run 8: the serve scenario's median
-// inter-token gap 10.6 ms against 4.7 ms for a request alone). Each slot keeps -c / slots tokens at most where the
-// llama.cpp commit has --kv-unified-per-slot. Logs one line when it applies.
-void server_instance_kv_cache(common_params & params, const common_params & given, size_t id, int32_t priority,
-                              const std::vector<common_server_instance> & all, bool explicit_kv_unified);
 // server_arg_given() tells whether one of `names` is on the command line or `env` is set.
 bool server_arg_given(int argc, char ** argv, std::initializer_list<const char *> names, const char * env);

@@ -587,9 +587,10 @@ void ggml_cuda_xqueue_compute(ggml_backend_cuda_context & ctx, ggml_cgraph * cgr
     }
     // two segments in flight by default: one running, one queued behind it
     s.group.set_window(launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT ? knobs.window : 0, launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT ? 1 : 0);
-    // segments held on the device (Level 2): launched up to ggml_xqueue_ahead ahead, a suspension stops the
-    // device before the next segment whatever this thread is doing
-    s.held_on_device = s.group.set_level(launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT && knobs.hold_device ? ggml_xqueue_ahead : 0);
+    // segments held on the device (Level 2, GGML_XQUEUE_HOLD=device, off by default: run 9 hung at the first
+    // prefill preemption): launched up to GGML_XQUEUE_AHEAD ahead, a suspension stops the device before the next
+    // segment whatever this thread is doing
+    s.held_on_device = s.group.set_level(launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT && knobs.hold_device ? knobs.ahead : 0);
     s.graphs_allowed = launch != GGML_CUDA_XQUEUE_LAUNCH_NODE;
     s.coarse         = launch != GGML_CUDA_XQUEUE_LAUNCH_NODE;
 
