@@ -68,7 +68,7 @@ def test_runners_refuse_unknown_steps_and_commands(tmp_path: Path) -> None:
     assert not (tmp_path / "jobs" / "chain.cmd").exists()  # nothing started
     cp = runner(tmp_path, "gpu-run9.sh", "run", "nosuch")
     assert cp.returncode == 1 and cp.stderr.strip() == \
-        "error: run STEP (one of: d2 dc h06 h17 h8 hh8 hw8 kill o06 o17 o8 oh8 s17 s8 smoke sn8 x2)"
+        "error: run STEP (one of: h06 h17 h8 hh8 hw8 kill l06 l17 lh06 lo06 o06 o17 o8 oh8 s17 s8 smoke sn8 x2)"
     cp = runner(tmp_path, "gpu-run9.sh", "build", "x")  # builds are gpu-run5.sh's
     assert cp.returncode == 1 and cp.stderr.strip() == "error: unknown command build (run, chain)"
     cp = runner(tmp_path, "gpu-run5.sh", "frob")

@@ -11,7 +11,7 @@
 #   scripts/gpu/gpu-run9.sh chain STEP...     run the steps one after the other as one background job (CHAIN_NAME,
 #                                         default "chain"; CHAIN_AFTER=JOB: start when that job has ended)
 #   scripts/gpu/gpu-run9.sh run STEP          run one step in the foreground
-# STEP: o8 oh8 h8 hh8 o17 o06 h17 h06 hw8 s8 sn8 s17 d2 dc kill x2 smoke (see the functions). The run, call 1 carrying
+# STEP: o8 oh8 h8 hh8 o17 o06 h17 h06 hw8 s8 sn8 s17 l06 l17 lo06 lh06 kill x2 smoke (see the functions). The run, call 1 carrying
 # .carry/g (the wheels, src.txz = the pruned llama.cpp tree and its manifest, vanilla-server.xz, native.tar):
 #   mkdir -p /tmp/gc/cache/src && tar -C /tmp/gc/cache/src -xJf .carry/g/src.txz && mkdir -p .carry/g/src \
 #     && ln -sfn /tmp/gc/cache/src/<commit>/llama.cpp .carry/g/src/llama.cpp && scripts/gpu/gpu-run5.sh build .carry/g \
@@ -72,20 +72,24 @@ step_sn8() { SERVE_REQUESTS=${SERVE_REQUESTS:-100} serve sn8 "$M8" 2.0 --server-
 # the small shape (1.7B), 4 requests per second
 step_s17() { serve s17 "$M17" 4.0; }
 # Level 2 after run 9's hang (h06 at GGML_XQUEUE_HOLD=device stopped both instances at the first prefill
-# preemption): at most 2 segments ahead (a full launch queue behind the held barrier?), and 64 ahead with 32 hardware
-# queues (the other stream serialized behind the held wait on a shared hardware queue?); 60 s each, a hung server
-# is killed
+# preemption). Since then the barrier and the Done mark are launched without the queue's mutex (a held stream's
+# full launch queue blocked a launch call that held it, and the resume needs it) and the segments ahead are limited
+# to about 256 nodes (ggml_xqueue_level_ahead). Isolation on 0.6B and 1.7B at Level 2, then the normal instance
+# against the high one at both levels (patched only: the vanilla server is not carried in this call); 45 s each, a
+# hung server is killed
 diag() {
-    local name=$1
-    shift
-    env "$@" GGML_XQUEUE_HOLD=device timeout 60 "${P[@]}" --model "$M06" --out "$RESULTS/$name" --reps 3 \
-        --no-hw-priority-only --scenario hpf-decode --scenario hpf-prefill ${BENCH_EXTRA:-}
+    local name=$1 model=$2 hold=$3
+    shift 3
+    GGML_XQUEUE_HOLD=$hold timeout 45 "${P[@]}" --model "$model" --out "$RESULTS/$name" --reps 3 \
+        --no-hw-priority-only "$@" ${BENCH_EXTRA:-}
     echo "diag $name: exit $?"
     pkill -9 -x patched-server && echo "diag $name: a server was left running (killed)"
     return 0
 }
-step_d2() { diag d2 GGML_XQUEUE_AHEAD=2; }
-step_dc() { diag dc CUDA_DEVICE_MAX_CONNECTIONS=32; }
+step_l06() { diag l06 "$M06" device --scenario hpf-decode --scenario hpf-prefill; }
+step_l17() { diag l17 "$M17" device --scenario hpf-decode --scenario hpf-prefill; }
+step_lo06() { diag lo06 "$M06" device --scenario overhead; }
+step_lh06() { diag lh06 "$M06" host --scenario overhead; }
 # the kill tests of issue 15 on the GPU: SIGKILL of either server and of the daemon during load, KILL_REPEAT times
 step_kill() {
     XSCHED_LLAMA_TEST_SERVER=$PATCHED XSCHED_LLAMA_TEST_MODEL=$M06 XSCHED_LLAMA_KILL_REPEAT=${KILL_REPEAT:-20} \

@@ -270,6 +270,19 @@ static void test_tuner() {
 }
 
 // The tail (ggml_xqueue_tail_*): how many last segments pass at once, and the correction from the host's gaps.
+static void test_level_ahead() {
+    // decode of a 0.6B shape: 985 nodes in 5 segments (197 each, launched directly at first): the floor of 2
+    CHECK(ggml_xqueue_level_ahead(64, 985, 5) == 2);
+    // prefill of an 8B shape: ~1265 nodes in 115 segments (11 each): 23 segments, about 256 kernels
+    CHECK(ggml_xqueue_level_ahead(64, 1265, 115) == 23);
+    // small segments: the cap (GGML_XQUEUE_AHEAD) binds
+    CHECK(ggml_xqueue_level_ahead(64, 1000, 1000) == 64);
+    CHECK(ggml_xqueue_level_ahead(8, 1000, 1000) == 8);
+    // degenerate plans
+    CHECK(ggml_xqueue_level_ahead(64, 10, 0) == 25);
+    CHECK(ggml_xqueue_level_ahead(1, 1000, 1000) == 1);  // GGML_XQUEUE_AHEAD=1 is kept
+}
+
 static void test_tail() {
     // no tail, or a tail the window already covers: every segment is gated
     CHECK(ggml_xqueue_tail_segments(0.0, 300.0, 2, 100) == 0);
@@ -350,6 +363,7 @@ int main(int argc, char ** argv) {
     test_convergence();
     test_tuner();
     test_tail();
+    test_level_ahead();
     std::printf("%s: %d failures\n", failures ? "FAIL" : "ok", failures);
     return failures ? 1 : 0;
 }

@@ -126,13 +126,18 @@ XResult XQueue::GateLocked(Lock &l, bool force) {
             // force and cancelled: admit without waiting (destroy drains).
         }
         ++launched_;
-        if (deactivate_) {
-            // the unit waits on the device until released: now, or at the resume when held
+        if (deactivate_ && !force) {
+            // the unit waits on the device until released: now, or at the resume when held. The barrier is
+            // launched without mu_: a held stream's launch queue may be full, and a launch call then blocks until
+            // the resume, which needs mu_ (only this thread launches on the queue, so the order holds)
             const uint32_t seq = static_cast<uint32_t>(launched_);
-            if (hwq_->LaunchBarrier(seq) != kXSchedSuccess) {
+            l.Unlock();
+            const XResult b = hwq_->LaunchBarrier(seq);
+            l.Relock();
+            if (b != kXSchedSuccess) {
                 deactivate_ = false;  // Level 1 from here on; nothing is held
                 held_ = false;
-                hwq_->Release(seq);
+                hwq_->Release(static_cast<uint32_t>(launched_));
             } else if (!held_) {
                 hwq_->Release(seq);
             }
@@ -261,12 +266,19 @@ XResult XQueue::Synchronized() {
 }
 
 XResult XQueue::UnitLaunched() {
+    uint32_t done_seq = 0;
+    bool mark = false;
+    {
+        Lock l(mu_);
+        if (destroyed_) return kXSchedErrorNotFound;
+        mark = deactivate_ && launched_ > 0;
+        done_seq = static_cast<uint32_t>(launched_);
+    }
+    // Level 2: the device writes Done behind the unit (launched without mu_, as the barrier)
+    if (mark) (void)hwq_->LaunchDone(done_seq);
     Lock l(mu_);
     if (destroyed_) return kXSchedErrorNotFound;
     CloseUnitLocked();
-    if (deactivate_ && launched_ > 0) {
-        (void)hwq_->LaunchDone(static_cast<uint32_t>(launched_));  // Level 2: the device writes Done after it
-    }
     if (launched_ > completed_ && launched_ > last_marker_) {
         std::shared_ptr<Marker> m;
         XResult r = hwq_->RecordMarker(&m);

@@ -289,3 +289,15 @@ static inline void ggml_xqueue_tail_adapt(double & tail_us, double host_us, doub
         tail_us = std::max(0.0, 0.95 * tail_us - 1.0);
     }
 }
+
+// ggml_xqueue_ahead_nodes: at Level 2 (GGML_XQUEUE_HOLD=device), about how many nodes a context may have launched
+// ahead of the device: a segment launched directly is a kernel per node, and behind a held barrier they all wait in
+// the stream's launch queue, which must not fill up (a launch call would then block until the resume).
+constexpr int ggml_xqueue_ahead_nodes = 256;
+
+// ggml_xqueue_level_ahead() is Level 2's in-flight limit in segments for a graph of n_nodes nodes cut into n_seg
+// segments: at most cap (GGML_XQUEUE_AHEAD), at most ggml_xqueue_ahead_nodes nodes' worth, at least 2 (or cap).
+static inline int64_t ggml_xqueue_level_ahead(int64_t cap, int n_nodes, int n_seg) {
+    const int64_t per_seg = std::max<int64_t>(1, n_seg > 0 ? (int64_t) n_nodes / n_seg : (int64_t) n_nodes);
+    return std::max<int64_t>(std::min<int64_t>(2, cap), std::min<int64_t>(cap, ggml_xqueue_ahead_nodes / per_seg));
+}

@@ -340,6 +340,11 @@ static void ggml_cuda_xqueue_compute_segments(ggml_backend_cuda_context & ctx, g
     }
     const int n = (int) plan.starts.size();
     const ggml_xqueue_knobs & knobs = ggml_xqueue_get_knobs();
+    if (knobs.hold_device) {
+        // Level 2: launched ahead up to GGML_XQUEUE_AHEAD segments, and to about ggml_xqueue_ahead_nodes nodes
+        // (a segment launched directly is a kernel per node; a held stream's launch queue must not fill up)
+        s.held_on_device = s.group.set_level(ggml_xqueue_level_ahead(knobs.ahead, cgraph->n_nodes, n));
+    }
     // GGML_XQUEUE_TAIL_US (off: no work); at Level 2 the gates do not hold the host back, there is no tail to keep
     const bool tail = knobs.tail_us > 0 && key.ne1 >= ggml_xqueue_tail_tokens && !s.held_on_device;
     if (sg.exit_plan != nullptr) { // the host time since the last segmented compute returned corrects its tail
@@ -588,9 +593,10 @@ void ggml_cuda_xqueue_compute(ggml_backend_cuda_context & ctx, ggml_cgraph * cgr
     // two segments in flight by default: one running, one queued behind it
     s.group.set_window(launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT ? knobs.window : 0, launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT ? 1 : 0);
     // segments held on the device (Level 2, GGML_XQUEUE_HOLD=device, off by default: run 9 hung at the first
-    // prefill preemption): launched up to GGML_XQUEUE_AHEAD ahead, a suspension stops the device before the next
-    // segment whatever this thread is doing
-    s.held_on_device = s.group.set_level(launch == GGML_CUDA_XQUEUE_LAUNCH_SEGMENT && knobs.hold_device ? knobs.ahead : 0);
+    // prefill preemption): set per compute by ggml_cuda_xqueue_compute_segments, Level 1 otherwise
+    if (launch != GGML_CUDA_XQUEUE_LAUNCH_SEGMENT || !knobs.hold_device) {
+        s.held_on_device = s.group.set_level(0);
+    }
     s.graphs_allowed = launch != GGML_CUDA_XQUEUE_LAUNCH_NODE;
     s.coarse         = launch != GGML_CUDA_XQUEUE_LAUNCH_NODE;
 
