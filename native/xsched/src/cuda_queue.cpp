@@ -30,7 +30,7 @@ private:
 // The two stream memory operations, from the driver (no link against libcuda).
 using WaitValueFn = int (*)(cudaStream_t, unsigned long long, uint32_t, unsigned);
 using WriteValueFn = int (*)(cudaStream_t, unsigned long long, uint32_t, unsigned);
-constexpr unsigned kWaitGeq = 0x0;     // CU_STREAM_WAIT_VALUE_GEQ: (int32_t)(*addr - value) >= 0
+constexpr unsigned kWaitGeq = 0x0;       // CU_STREAM_WAIT_VALUE_GEQ: (int32_t)(*addr - value) >= 0
 constexpr unsigned kWriteDefault = 0x0;  // CU_STREAM_WRITE_VALUE_DEFAULT: after the work before it
 
 struct StreamMemOps {

@@ -194,13 +194,13 @@ private:
     Clock::time_point drain_since_ XSCHED_GUARDED_BY(mu_);  // the suspension
     bool unit_open_ XSCHED_GUARDED_BY(mu_) = false;   // a gate admitted a unit whose launch is not reported complete
     bool drain_open_ XSCHED_GUARDED_BY(mu_) = false;  // the pending drain began while a unit was being launched
-    uint64_t drain_launch_us_ XSCHED_GUARDED_BY(mu_) = 0;   // from the suspension until that unit was launched
-    std::atomic<bool> drain_cancel_{true};                  // ends a drain wait (see UpdateDrainCancel)
+    uint64_t drain_launch_us_ XSCHED_GUARDED_BY(mu_) = 0;  // from the suspension until that unit was launched
+    std::atomic<bool> drain_cancel_{true};                 // ends a drain wait (see UpdateDrainCancel)
     // Level 2 (XQueueSetLevel): units launched behind device barriers; a suspension holds them.
-    bool deactivate_ XSCHED_GUARDED_BY(mu_) = false;  // Level 2 in force
-    bool held_ XSCHED_GUARDED_BY(mu_) = false;        // the barriers are held at the device's Done()
-    int64_t ahead_ XSCHED_GUARDED_BY(mu_) = 0;        // Level 2's in-flight limit (units not known complete)
-    bool observe_poll_ XSCHED_GUARDED_BY(mu_) = false;  // the observer polls a held drain's device words
+    bool deactivate_ XSCHED_GUARDED_BY(mu_) = false;        // Level 2 in force
+    bool held_ XSCHED_GUARDED_BY(mu_) = false;              // the barriers are held at the device's Done()
+    int64_t ahead_ XSCHED_GUARDED_BY(mu_) = 0;              // Level 2's in-flight limit (units not known complete)
+    bool observe_poll_ XSCHED_GUARDED_BY(mu_) = false;      // the observer polls a held drain's device words
     XPreemptStats preempt_ XSCHED_GUARDED_BY(mu_) = {};     // the record
     global::Slot *gslot_ XSCHED_GUARDED_BY(mu_) = nullptr;  // the global scheduler's slot (null: local)
     uint32_t gepoch_ XSCHED_GUARDED_BY(mu_) = 0;            // the slot's suspension seen last

@@ -99,7 +99,7 @@ TEST(LevelOneReleasesAndBlocks) {
 TEST(AheadLimitBlocksWhileHeld) {
     Held h(1, 30000, 4);
     REQUIRE(WaitFor([&] { return Row(h.low.xq).preempt.measured == 1; }));  // the first unit ended
-    for (int i = 0; i < 4; ++i) CHECK_OK(Launch2(h.low, &h.lu));          // four held, none complete
+    for (int i = 0; i < 4; ++i) CHECK_OK(Launch2(h.low, &h.lu));            // four held, none complete
     std::atomic<bool> returned{false};
     std::thread t([&] {
         CHECK_OK(Launch2(h.low, &h.lu));
