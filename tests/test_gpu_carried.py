@@ -4,9 +4,12 @@ device time that way)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu" / "gpu-carried.sh"
 
@@ -178,3 +181,21 @@ def test_setup_unpacks_the_installed_core(tmp_path: Path) -> None:
     cp = subprocess.run(["bash", str(repo / "scripts/gpu/gpu-carried.sh"), "setup", str(carry)], capture_output=True,
                         text=True, timeout=60, env={**os.environ, "GC_DIR": str(tmp_path / "gc")})
     assert cp.returncode == 1 and f"cannot unpack {carry}/native.tar" in cp.stderr
+
+
+def test_chain_kills_a_server_a_step_left(tmp_path: Path) -> None:
+    # run 9: a hung server of one step shared the GPU with the next steps; the chain kills what a step leaves
+    if subprocess.run(["pgrep", "-x", "patched-server"], capture_output=True).returncode == 0:
+        pytest.skip("a process named patched-server runs on this machine: the chain would kill it")
+    fake = tmp_path / "patched-server"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", fake)
+    left = subprocess.Popen([str(fake), "60"])
+    try:
+        cp = runner(tmp_path, "gpu-run9.sh", "chain", "smoke")
+        assert cp.returncode == 0, cp.stderr
+        carried(tmp_path, "wait", "60")
+        assert left.wait(timeout=10) == -9
+        assert "=== smoke left patched-server running: killed" in (tmp_path / "jobs" / "chain.log").read_text()
+    finally:
+        if left.poll() is None:
+            left.kill()

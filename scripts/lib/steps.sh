@@ -47,7 +47,12 @@ steps_dispatch() {
             [ -f "${GC_DIR:-/tmp/gc}/jobs/$after.cmd" ] || die "CHAIN_AFTER=$after: no such job"
             words="echo \"=== after $after \$(date -u +%T)\"; while [ ! -f '${GC_DIR:-/tmp/gc}/jobs/$after.rc' ]; do sleep 2; done;"
         fi
-        for s in "$@"; do words="$words echo \"=== $s \$(date -u +%T)\"; $script run $s;"; done
+        # a server a step leaves running shares the GPU with the next steps (run 9: a hung server slowed the
+        # next serve run several times over): each step's leftovers are killed and named in the log
+        for s in "$@"; do
+            words="$words echo \"=== $s \$(date -u +%T)\"; $script run $s;"
+            words="$words for n in patched-server vanilla-server llama-server; do pkill -9 -x \$n && echo \"=== $s left \$n running: killed\"; done;"
+        done
         scripts/gpu/gpu-carried.sh start "$name" -- bash -c "$words echo \"=== done \$(date -u +%T)\""
         ;;
     *)
