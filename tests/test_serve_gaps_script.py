@@ -66,3 +66,23 @@ def test_bad_report_is_one_line(tmp_path: Path) -> None:
     cp = run(str(bad))
     assert cp.returncode == 1 and cp.stdout == ""
     assert len(cp.stderr.strip().splitlines()) == 1 and cp.stderr.startswith("error: ")
+
+
+def test_gaps_by_other_requests_decoding(tmp_path: Path) -> None:
+    # run 8's per-overlap table: a request alone decodes a token per 5 ms, two overlapping ones per 10 ms each; a
+    # gap while another request's prompt runs (t_send .. t_first) is left out
+    alone = request(0.0, 0.005, 11)
+    pair = [request(10.0, 0.010, 21), request(10.0, 0.010, 21)]
+    late = request(10.1, 0.010, 3)  # its prompt 10.1-10.15 overlaps the pair's gaps there
+    doc = {"runs": [{"name": "x", "scenarios": {"serve": {"phases": [
+        {"name": "p", "requests": [alone, *pair, late]}]}}}]}
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps(doc))
+    cp = run(str(report), "--by-overlap")
+    assert cp.returncode == 0, cp.stderr
+    rows = [line for line in cp.stdout.splitlines() if "others decoding" in line]
+    assert rows[0] == "x | p | 0 others decoding | 10 gaps | P50/P90/P99 5.00 / 5.00 / 5.00 ms"
+    assert rows[1].startswith("x | p | 1 others decoding | ") and "P50/P90/P99 10.00 / 10.00 / 10.00 ms" in rows[1]
+    assert all(" 2 others" not in r for r in rows[:2])
+    without = run(str(report))
+    assert "others decoding" not in without.stdout

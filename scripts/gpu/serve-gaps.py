@@ -44,6 +44,24 @@ def phase_row(requests: list[dict[str, Any]]) -> dict[str, float] | None:
             "e2e_median_ms": statistics.median(r["t_end"] - r["t_send"] for r in inter) * 1e3}
 
 
+def overlap_rows(requests: list[dict[str, Any]]) -> dict[int, tuple[int, float, float, float]]:
+    """overlap_rows() is the gap P50/P90/P99 (ms) of one phase's interactive requests by how many other interactive
+    requests were in flight at the gap's midpoint (3 = three or more), counting only the gaps during which no other
+    request's prompt was processed (so that a gap is decode steps only): {others: (gaps, p50, p90, p99)}."""
+    inter = [r for r in requests if r.get("task") == "interactive"]
+    by: dict[int, list[float]] = {}
+    for r in inter:
+        for a, b in zip(r["token_times"], r["token_times"][1:]):
+            mid = (a + b) / 2
+            rest = [o for o in inter if o is not r]
+            if any(o["t_send"] <= b and o["t_first"] >= a for o in rest):
+                continue
+            k = min(3, sum(1 for o in rest if o["t_send"] <= mid <= o["t_end"]))
+            by.setdefault(k, []).append(b - a)
+    return {k: (len(v), pct(sorted(v), 0.5) * 1e3, pct(sorted(v), 0.9) * 1e3, pct(sorted(v), 0.99) * 1e3)
+            for k, v in sorted(by.items())}
+
+
 def smi_range(path: str) -> dict[str, float]:
     """smi_range() is the SM clock (MHz) and power (W) range of an nvidia-smi CSV, the first second left out."""
     with open(path) as f:
@@ -91,6 +109,8 @@ def main() -> int:
     ap.add_argument("--smi", help="the nvidia-smi CSV beside the run")
     ap.add_argument("--trace", help="a server log with GGML_XQUEUE_TRACE=1 lines (or .xz)")
     ap.add_argument("--batch-from", type=float, default=0.0, help="seconds of the log's clock where the batch starts")
+    ap.add_argument("--by-overlap", action="store_true",
+                    help="also the gaps by other interactive requests in flight (decode-only gaps)")
     a = ap.parse_args()
     try:
         with opened(a.report) as f:
@@ -103,6 +123,10 @@ def main() -> int:
                     print(f"{run['name']} | {ph.get('name')} | gap P50/P90/P99 {row['p50_ms']:.2f} / {row['p90_ms']:.1f} / "
                           f"{row['p99_ms']:.1f} ms | over 15 ms {row['over_15ms']:.1%} | others in flight "
                           f"{row['others_in_flight']:.2f} | E2E median {row['e2e_median_ms']:.0f} ms")
+                if row and a.by_overlap:
+                    for k, (n, p50, p90, p99) in overlap_rows(ph["requests"]).items():
+                        print(f"{run['name']} | {ph.get('name')} | {k}{'+' if k == 3 else ''} others decoding | "
+                              f"{n} gaps | P50/P90/P99 {p50:.2f} / {p90:.2f} / {p99:.2f} ms")
         if a.smi:
             print("smi: " + ", ".join(f"{k} {v:g}" for k, v in smi_range(a.smi).items()))
         if a.trace:
