@@ -99,10 +99,8 @@ CudaQueue::CudaQueue(cudaStream_t stream, int device, CudaSyncMode mode)
                                             (mode == CudaSyncMode::kBlock ? cudaEventBlockingSync : 0u))) {}
 
 CudaQueue::~CudaQueue() {
-    if (words_ != nullptr) {
-        words_[0] = words_[2] + 0x40000000u;  // nothing waits on a queue that goes (the owner synchronized it)
-        (void)cudaFreeHost(const_cast<uint32_t *>(words_));
-    }
+    // the XQueue released every barrier and synchronized the stream before its HwQueue goes
+    if (words_ != nullptr) (void)cudaFreeHost(const_cast<uint32_t *>(words_));
 }
 
 bool CudaQueue::CanDeactivate() {

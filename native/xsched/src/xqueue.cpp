@@ -135,9 +135,7 @@ XResult XQueue::GateLocked(Lock &l, bool force) {
             const XResult b = hwq_->LaunchBarrier(seq);
             l.Relock();
             if (b != kXSchedSuccess) {
-                deactivate_ = false;  // Level 1 from here on; nothing is held
-                held_ = false;
-                hwq_->Release(static_cast<uint32_t>(launched_));
+                LeaveDeactivateLocked();  // Level 1 from here on
             } else if (!held_) {
                 hwq_->Release(seq);
             }
@@ -152,11 +150,7 @@ XResult XQueue::SetDeactivate(bool on, int64_t ahead) {
     Lock l(mu_);
     if (destroyed_) return kXSchedErrorNotFound;
     if (!on) {
-        if (deactivate_) {
-            deactivate_ = false;
-            ApplyHoldLocked();
-            hwq_->Release(static_cast<uint32_t>(launched_));
-        }
+        if (deactivate_) LeaveDeactivateLocked();
         return kXSchedSuccess;
     }
     if (ahead < 1 || ahead > 65536) return kXSchedErrorInvalidValue;
@@ -175,6 +169,12 @@ XResult XQueue::SetDeactivate(bool on, int64_t ahead) {
     }
     ApplyHoldLocked();
     return kXSchedSuccess;
+}
+
+void XQueue::LeaveDeactivateLocked() {
+    deactivate_ = false;
+    held_ = false;
+    hwq_->Release(static_cast<uint32_t>(launched_));  // every barrier launched so far passes
 }
 
 void XQueue::ApplyHoldLocked() {
@@ -266,18 +266,16 @@ XResult XQueue::Synchronized() {
 }
 
 XResult XQueue::UnitLaunched() {
-    uint32_t done_seq = 0;
-    bool mark = false;
-    {
-        Lock l(mu_);
-        if (destroyed_) return kXSchedErrorNotFound;
-        mark = deactivate_ && launched_ > 0;
-        done_seq = static_cast<uint32_t>(launched_);
-    }
-    // Level 2: the device writes Done behind the unit (launched without mu_, as the barrier)
-    if (mark) (void)hwq_->LaunchDone(done_seq);
     Lock l(mu_);
     if (destroyed_) return kXSchedErrorNotFound;
+    if (deactivate_ && launched_ > 0) {
+        // Level 2: the device writes Done behind the unit (launched without mu_, as the barrier)
+        const uint32_t seq = static_cast<uint32_t>(launched_);
+        l.Unlock();
+        (void)hwq_->LaunchDone(seq);
+        l.Relock();
+        if (destroyed_) return kXSchedErrorNotFound;
+    }
     CloseUnitLocked();
     if (launched_ > completed_ && launched_ > last_marker_) {
         std::shared_ptr<Marker> m;
@@ -612,11 +610,8 @@ void XQueue::AttachGlobal(global::Slot *slot) {
     Lock l(mu_);
     global::Slot *old = gslot_;
     gslot_ = slot;
-    if (slot != nullptr && deactivate_) {  // Level 2 is local only: the daemon's suspensions hold the gate
-        deactivate_ = false;
-        ApplyHoldLocked();
-        hwq_->Release(static_cast<uint32_t>(launched_));
-    }
+    // Level 2 is local only: the daemon's suspensions reach the queue at its gate
+    if (slot != nullptr && deactivate_) LeaveDeactivateLocked();
     gepoch_ = slot != nullptr ? slot->suspend_epoch.load(std::memory_order_acquire) : 0;
     cv_.notify_all();
     if (old != nullptr) global::Bump(&old->wake_seq);  // a gate waiting on the old slot looks again

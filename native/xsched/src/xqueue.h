@@ -134,6 +134,8 @@ private:
     void NoteCompletedLocked() XSCHED_REQUIRES(mu_);
     // FinishDrainLocked() ends the pending preemption now and records its latency.
     void FinishDrainLocked() XSCHED_REQUIRES(mu_);
+    // LeaveDeactivateLocked() returns to Level 1 and releases every barrier launched.
+    void LeaveDeactivateLocked() XSCHED_REQUIRES(mu_);
     // ApplyHoldLocked() holds the device's barriers (Level 2, suspended) or releases them (otherwise).
     void ApplyHoldLocked() XSCHED_REQUIRES(mu_);
     // DeviceStoppedLocked() tells whether a held Level-2 queue has nothing running on the device: every unit

@@ -114,17 +114,25 @@ TEST(AheadLimitBlocksWhileHeld) {
     h.low.Drain();
 }
 
-// A queue destroyed while its units are held does not hang: the destroy releases them.
+// A queue destroyed while its units are held does not hang: the destroy releases them, and they run.
 TEST(DestroyReleasesHeldUnits) {
     Unit lu;
+    lu.cost_us.store(2000);
     {
-        Held h(3, 30000);
-        Sleep(20);
-        CHECK(h.lu.executed.load() <= 1);
-        CHECK_OK(XQueueEndActive(h.high.xq));  // h.low's queue is destroyed at the end of the scope
-        CHECK_OK(XQueueBeginActive(h.high.xq));
+        UseHpf();
+        HostXQueue high;
+        {
+            HostXQueue low;  // destroyed first, while high keeps it suspended
+            XHintPriority(low.xq, 0);
+            XHintPriority(high.xq, 10);
+            CHECK_OK(XQueueSetLevel(low.xq, kPreemptLevelDeactivate, 64));
+            for (int i = 0; i < 3; ++i) CHECK_OK(Launch2(low, &lu));
+            CHECK_OK(XQueueBeginActive(high.xq));
+            CHECK(Row(low.xq).suspended == 1);
+        }
+        CHECK(lu.executed.load() == 3);  // the destroy waited for them, released
+        CHECK_OK(XQueueEndActive(high.xq));
     }
-    CHECK(true);
 }
 
 // Bad levels and limits; Level 2 with nothing suspended behaves as Level 1 did (everything runs).
